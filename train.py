@@ -1,0 +1,53 @@
+"""visd entry point.
+
+    torchrun --standalone --nproc_per_node=2 train.py --config configs/tiny_synthetic.toml
+    python train.py --config configs/visd_qwen25vl_7b.toml --print-config
+    python train.py --config C.toml --optim.lr=2e-6 --resume auto
+
+Overrides are `--section.key=value` (TOML literals); an invalid config exits 2 with the reason.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from visd_core.config import load_config, save_config, to_toml
+
+
+def parse_args(argv: list[str]):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="TOML config file (defaults apply where it is silent)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config as TOML and exit")
+    p.add_argument("--resume", help="shorthand for --checkpoint.resume=VALUE (none | auto | step folder)")
+    args, rest = p.parse_known_args(argv)
+    if args.resume is not None:
+        rest.append(f"--checkpoint.resume={args.resume}")
+    return args, rest
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = load_config(args.config, overrides)
+    except ValueError as e:
+        print(f"train.py: config error: {e}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(to_toml(cfg), end="")
+        return 0
+
+    is_rank0 = int(os.environ.get("RANK", "0")) == 0
+    from visd_core.data.prepare import check_dataset   # after config errors: keeps --print-config light
+    summary = check_dataset(cfg)
+    if is_rank0:
+        saved = save_config(cfg, cfg.dump_folder)
+        print(summary)
+        print(f"config saved to {saved}")
+        print("The trainer (issue 5) has not landed yet: data prepared and config validated, "
+              "stopping here without training.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

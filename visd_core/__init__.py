@@ -1,0 +1,1 @@
+"""visd: RL post-training of video-language models with grounded reasoning (VISD, VisionCoach)."""
