@@ -1,0 +1,1 @@
+"""RL objectives on one engine: GRPO, VISD (token-reweighted GRPO), GSPO, VisionCoach."""
