@@ -63,6 +63,11 @@ def format_time(seconds: float) -> str:
     return f"{seconds:.1f}"
 
 
+def format_box(box_px: Sequence[int]) -> str:
+    """Integer pixel box as the papers' tags write it, no spaces: `[x1,y1,x2,y2]`."""
+    return "[" + ",".join(str(int(v)) for v in box_px) + "]"
+
+
 def frame_lines(frame_times: Sequence[float], tokens_per_frame: int | Sequence[int]) -> str:
     """`Frame {i} at {t}s: <|vision_start|><|image_pad|>*n<|vision_end|>` per frame, 1-based."""
     if len(frame_times) == 0:

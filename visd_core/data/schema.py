@@ -25,6 +25,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from visd_core.tokenizer import SPECIAL_TOKENS
+
 TASKS = (
     "temporal_qa",      # "when": answer is the interval `From <t>s</t>s to <t>e</t>s`
     "temporal_mcq",     # temporal MCQ: interval + `Correct Option: X`
@@ -38,7 +40,15 @@ TEMPORAL_TASKS = ("temporal_qa", "temporal_mcq")
 
 
 class RecordError(ValueError):
-    """A record that cannot be used; the message is the one-line reason."""
+    """A record that cannot be used; the message is the one-line reason.
+
+    `kind` names the reason's category, so the reader can count skips per category:
+    "unknown_task", "box_out_of_range", or "invalid" (anything else; the message says what).
+    """
+
+    def __init__(self, message: str, kind: str = "invalid"):
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass
@@ -81,7 +91,11 @@ class Record:
 
 
 def _num(x, what: str) -> float:
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+    try:    # float() first: math.isfinite on a huge JSON integer raises OverflowError
+        ok = not isinstance(x, bool) and isinstance(x, (int, float)) and math.isfinite(float(x))
+    except OverflowError:
+        ok = False
+    if not ok:
         raise RecordError(f"{what} must be a finite number, got {x!r}")
     return float(x)
 
@@ -106,7 +120,7 @@ def parse_record(obj) -> Record:
         raise RecordError("missing or empty 'id'")
     task = obj.get("task")
     if task not in TASKS:
-        raise RecordError(f"unknown task {task!r} (valid: {', '.join(TASKS)})")
+        raise RecordError(f"unknown task {task!r} (valid: {', '.join(TASKS)})", kind="unknown_task")
     question = _str(obj, "question")
     if not question.strip():
         raise RecordError("empty 'question'")
@@ -122,6 +136,10 @@ def parse_record(obj) -> Record:
     options = obj.get("options") or []
     if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
         raise RecordError("'options' must be a list of strings")
+    for text in (question, *options):     # record text must never become vision or turn tokens
+        for special in SPECIAL_TOKENS:
+            if special in text:
+                raise RecordError(f"question or option holds the special token {special}")
     if task in MCQ_TASKS:
         if len(options) < 2:
             raise RecordError(f"task {task} needs at least 2 options")
@@ -151,6 +169,8 @@ def parse_record(obj) -> Record:
         idx = k["idx"]
         if isinstance(idx, bool) or not isinstance(idx, int):
             raise RecordError(f"key frame idx must be an integer, got {idx!r}")
+        if any(kf.idx == idx for kf in key_frames):    # idx keys key_items: two frames cannot share one
+            raise RecordError(f"key frame idx {idx} appears twice")
         key_frames.append(KeyFrame(time=t, idx=idx))
 
     key_items: dict[int, dict[str, list[list[float]]]] = {}
@@ -179,7 +199,8 @@ def parse_record(obj) -> Record:
                     raise RecordError(f"box {b!r} of {name!r} must be [x1, y1, x2, y2]")
                 x1, y1, x2, y2 = (_num(v, "box coordinate") for v in b)
                 if not (0.0 <= x1 <= x2 <= 1.0 and 0.0 <= y1 <= y2 <= 1.0):
-                    raise RecordError(f"box {list(b)} of {name!r} is out of range (normalized, x1<=x2, y1<=y2)")
+                    raise RecordError(f"box {list(b)} of {name!r} is out of range (normalized, x1<=x2, y1<=y2)",
+                                      kind="box_out_of_range")
                 clean.append([x1, y1, x2, y2])
             frame_objs[str(name)] = clean
         key_items[i] = frame_objs

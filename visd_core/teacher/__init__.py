@@ -1,0 +1,1 @@
+"""The feedback-conditioned teacher of VISD: its privileged context and its parameters."""
