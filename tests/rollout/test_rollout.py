@@ -1,0 +1,119 @@
+"""Rollouts with a KV cache agree with a full forward, stop, pad and stay in lockstep."""
+import dataclasses
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from visd_core.config import Config, Rollout
+from visd_core.model.build import build_unsharded
+from visd_core.model.logits import PolicyBatch, completion_logits
+from visd_core.model.policy import ENDOFTEXT_ID, EOS_IDS
+from visd_core.rollout import generate, sample_next
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "model"))
+from tiny_batch import tiny_sequences  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_unsharded(Config().model, seed=0).eval()
+
+
+def left_padded_prompts(seqs):
+    S = max(len(s["prompt"]) for s in seqs)
+    ids = torch.full((len(seqs), S), ENDOFTEXT_ID)
+    att = torch.zeros(len(seqs), S, dtype=torch.long)
+    for b, s in enumerate(seqs):
+        ids[b, S - len(s["prompt"]):] = torch.tensor(s["prompt"])
+        att[b, S - len(s["prompt"]):] = 1
+    return PolicyBatch(ids, att, torch.zeros_like(ids, dtype=torch.bool), torch.cat([s["pixels"] for s in seqs]),
+                       torch.tensor([g for s in seqs for g in s["grids"]]))
+
+
+def full_batch(seqs, roll, G):
+    """prompt + generated completion rows, left-padded, as the trainer scores them."""
+    rows = []
+    for b, comp in enumerate(roll.rows()):
+        s = seqs[b // G]
+        rows.append(dict(prompt=s["prompt"], completion=comp))
+    S = max(len(r["prompt"]) + len(r["completion"]) for r in rows)
+    ids = torch.full((len(rows), S), ENDOFTEXT_ID)
+    att = torch.zeros(len(rows), S, dtype=torch.long)
+    comp = torch.zeros(len(rows), S, dtype=torch.bool)
+    for b, r in enumerate(rows):
+        row = r["prompt"] + r["completion"]
+        ids[b, S - len(row):] = torch.tensor(row)
+        att[b, S - len(row):] = 1
+        comp[b, S - len(r["completion"]):] = True
+    pix = torch.cat([seqs[b // G]["pixels"] for b in range(len(rows))])
+    grids = torch.tensor([g for b in range(len(rows)) for g in seqs[b // G]["grids"]])
+    return PolicyBatch(ids, att, comp, pix, grids)
+
+
+def test_cached_logprobs_match_a_full_forward(model):
+    seqs = tiny_sequences(2, seed=3)     # different prompt lengths and frame counts: left padding matters
+    G = 3
+    cfg = Rollout(group_size=G, temperature=0.7, top_p=1.0, max_new_tokens=6)
+    roll = generate(model, left_padded_prompts(seqs), cfg, group_size=G, stop_ids=EOS_IDS, pad_id=ENDOFTEXT_ID,
+                    generator=torch.Generator().manual_seed(0))
+    assert roll.completion_ids.shape == (6, 6) and (roll.lengths == 6).all() and roll.truncated.all()
+    with torch.no_grad():
+        cl = completion_logits(model, full_batch(seqs, roll, G))
+    ref = torch.log_softmax(cl.logits.float() / 0.7, -1).gather(-1, cl.targets[:, None]).squeeze(-1)
+    got = roll.logprobs[roll.completion_mask]
+    assert torch.allclose(got, ref, atol=2e-4), (got - ref).abs().max()
+
+
+def test_same_seed_same_rollouts_and_groups_differ(model):
+    seqs = tiny_sequences(1, seed=5)
+    cfg = Rollout(group_size=4, temperature=1.0, top_p=0.95, max_new_tokens=5)
+    runs = [generate(model, left_padded_prompts(seqs), cfg, group_size=4, stop_ids=EOS_IDS, pad_id=ENDOFTEXT_ID,
+                     generator=torch.Generator().manual_seed(7)) for _ in range(2)]
+    assert torch.equal(runs[0].completion_ids, runs[1].completion_ids)
+    assert len({tuple(r) for r in runs[0].rows()}) > 1     # the G samples of one prompt are not copies
+    assert runs[0].prompt_index.tolist() == [0, 0, 0, 0]
+
+
+def test_stop_padding_and_lockstep(model):
+    seqs = tiny_sequences(2, seed=1)
+    every_token = range(151936)            # any sampled token stops its row at once
+    calls = []
+
+    def sync(local_done):                  # another rank is still busy for two more steps
+        calls.append(local_done)
+        return len(calls) >= 3
+
+    cfg = Rollout(group_size=2, temperature=1.0, top_p=1.0, max_new_tokens=8)
+    roll = generate(model, left_padded_prompts(seqs), cfg, group_size=2, stop_ids=every_token, pad_id=ENDOFTEXT_ID,
+                    generator=torch.Generator().manual_seed(0), sync=sync)
+    assert calls == [True, True, True]     # kept stepping in lockstep, then stopped together
+    assert roll.lengths.tolist() == [1, 1, 1, 1] and not roll.truncated.any()
+    assert (roll.completion_ids[:, 1:] == ENDOFTEXT_ID).all() and not roll.completion_mask[:, 1:].any()
+    assert (roll.logprobs[:, 1:] == 0).all()
+
+
+def test_sample_next_top_p_and_temperature():
+    logits = torch.tensor([[4.0, 3.0, 0.0, -1.0], [0.0, 0.0, 0.0, 0.0]])
+    g = torch.Generator().manual_seed(0)
+    tok, logp = sample_next(logits, temperature=1.0, top_p=1e-6, generator=g)    # nucleus of one: greedy
+    assert tok[0].item() == 0
+    assert torch.allclose(logp, torch.log_softmax(logits, -1).gather(-1, tok[:, None]).squeeze(-1))
+    # top_p = 0.7 on row 0: p = [.72, .26, .01, .004] -> only token 0 survives
+    draws = {sample_next(logits, 1.0, 0.7, g)[0][0].item() for _ in range(50)}
+    assert draws == {0}
+    draws = {sample_next(logits, 1.0, 0.9, g)[0][0].item() for _ in range(200)}
+    assert draws == {0, 1}
+    _, logp_t = sample_next(logits, temperature=2.0, top_p=1.0, generator=g)
+    assert logp_t[1].item() == pytest.approx(-torch.log(torch.tensor(4.0)).item())
+
+
+def test_rejects_right_padded_prompts(model):
+    seqs = tiny_sequences(2, seed=3)
+    b = left_padded_prompts(seqs)
+    bad = dataclasses.replace(b, attention_mask=b.attention_mask.flip(1), input_ids=b.input_ids.flip(1))
+    if bad.attention_mask[:, -1].all():
+        pytest.skip("equal-length prompts")
+    with pytest.raises(ValueError, match="left-padded"):
+        generate(model, bad, Rollout(max_new_tokens=2), group_size=2, stop_ids=EOS_IDS, pad_id=ENDOFTEXT_ID)
