@@ -1,0 +1,65 @@
+"""The OpenAI chat-completions wire format of the HTTP judge: the request body and strict reply parsing.
+
+A reply is accepted only when the assistant message is a JSON object with the single key
+"feedback" holding a non-empty string (G.1 "Return strict JSON only with key: feedback"); a
+```json fenced block around it is tolerated because chat models add one despite the instruction.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+MAX_FEEDBACK_CHARS = 1000        # issue 6: feedback capped at 1,000 characters
+
+_FENCE = re.compile(r"^```[A-Za-z]*\s*\n?(.*?)\n?```$", re.DOTALL)
+
+
+class BadReply(ValueError):
+    """The endpoint answered 200 but not with usable feedback; the message says what was wrong."""
+
+
+def request_body(model: str, system: str, user: str, temperature: float, max_tokens: int) -> bytes:
+    return json.dumps({
+        "model": model,
+        "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+        "temperature": temperature,
+        "max_tokens": max_tokens,
+    }, ensure_ascii=False).encode("utf-8")
+
+
+def parse_feedback(content: str) -> str:
+    """The feedback from an assistant message (BadReply unless it is exactly {"feedback": "..."})."""
+    text = content.strip()
+    m = _FENCE.match(text)
+    if m:
+        text = m.group(1).strip()
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError:
+        raise BadReply(f"assistant message is not JSON: {_excerpt(text)}") from None
+    if not isinstance(obj, dict) or set(obj) != {"feedback"}:
+        keys = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
+        raise BadReply(f'assistant JSON must have the single key "feedback", got {keys}')
+    fb = obj["feedback"]
+    if not isinstance(fb, str) or not fb.strip():
+        raise BadReply('"feedback" must be a non-empty string')
+    return " ".join(fb.split())[:MAX_FEEDBACK_CHARS].rstrip()
+
+
+def parse_reply(body: bytes) -> str:
+    """The feedback from a chat-completions response body (BadReply on any deviation)."""
+    try:
+        obj = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadReply(f"response body is not JSON: {_excerpt(body.decode('utf-8', 'replace'))}") from None
+    try:
+        content = obj["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        raise BadReply("response has no choices[0].message.content") from None
+    if not isinstance(content, str):
+        raise BadReply(f"message content must be a string, got {type(content).__name__}")
+    return parse_feedback(content)
+
+
+def _excerpt(text: str, n: int = 80) -> str:
+    return repr(text[:n] + ("..." if len(text) > n else ""))
