@@ -56,3 +56,5 @@ def test_request_body_is_chat_completions():
     assert body == {"model": "m", "messages": [{"role": "system", "content": "sys"},
                                                {"role": "user", "content": "usr"}],
                     "temperature": 0.0, "max_tokens": 256}
+    gpt5 = json.loads(request_body("m", "sys", "usr", 1.0, 256, "max_completion_tokens"))
+    assert gpt5["max_completion_tokens"] == 256 and "max_tokens" not in gpt5

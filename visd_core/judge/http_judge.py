@@ -133,8 +133,8 @@ class HTTPJudge(Judge):
             if hit is not None:
                 feedback[i], source[i] = hit, "cache"
                 continue
-            calls[key] = c = _Call(key, request_body(self.cfg.model, system, user,
-                                                     self.cfg.temperature, self.cfg.max_tokens))
+            calls[key] = c = _Call(key, request_body(self.cfg.model, system, user, self.cfg.temperature,
+                                                     self.cfg.max_tokens, self.cfg.max_tokens_field))
             owners[key] = [i]
             futures[self._pool.submit(self._run, c, deadline, stop)] = c     # start while building the rest
         done, _ = wait(futures, timeout=max(0.0, deadline - time.monotonic()))

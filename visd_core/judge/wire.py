@@ -18,12 +18,15 @@ class BadReply(ValueError):
     """The endpoint answered 200 but not with usable feedback; the message says what was wrong."""
 
 
-def request_body(model: str, system: str, user: str, temperature: float, max_tokens: int) -> bytes:
+def request_body(model: str, system: str, user: str, temperature: float, max_tokens: int,
+                 max_tokens_field: str = "max_tokens") -> bytes:
+    """`max_tokens_field`: OpenAI's reasoning models (GPT-5.x) reject "max_tokens" and want
+    "max_completion_tokens"; vLLM and most local servers take "max_tokens"."""
     return json.dumps({
         "model": model,
         "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
         "temperature": temperature,
-        "max_tokens": max_tokens,
+        max_tokens_field: max_tokens,
     }, ensure_ascii=False).encode("utf-8")
 
 
