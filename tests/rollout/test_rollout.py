@@ -8,12 +8,12 @@ import torch
 
 from visd_core.config import Config, Rollout
 from visd_core.model.build import build_unsharded
-from visd_core.model.logits import PolicyBatch, completion_logits
+from visd_core.model.logits import completion_logits
 from visd_core.model.policy import ENDOFTEXT_ID, EOS_IDS
 from visd_core.rollout import generate, sample_next
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "model"))
-from tiny_batch import tiny_sequences  # noqa: E402
+from tiny_batch import collate, tiny_sequences  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -22,34 +22,12 @@ def model():
 
 
 def left_padded_prompts(seqs):
-    S = max(len(s["prompt"]) for s in seqs)
-    ids = torch.full((len(seqs), S), ENDOFTEXT_ID)
-    att = torch.zeros(len(seqs), S, dtype=torch.long)
-    for b, s in enumerate(seqs):
-        ids[b, S - len(s["prompt"]):] = torch.tensor(s["prompt"])
-        att[b, S - len(s["prompt"]):] = 1
-    return PolicyBatch(ids, att, torch.zeros_like(ids, dtype=torch.bool), torch.cat([s["pixels"] for s in seqs]),
-                       torch.tensor([g for s in seqs for g in s["grids"]]))
+    return collate([{**s, "completion": []} for s in seqs])
 
 
 def full_batch(seqs, roll, G):
     """prompt + generated completion rows, left-padded, as the trainer scores them."""
-    rows = []
-    for b, comp in enumerate(roll.rows()):
-        s = seqs[b // G]
-        rows.append(dict(prompt=s["prompt"], completion=comp))
-    S = max(len(r["prompt"]) + len(r["completion"]) for r in rows)
-    ids = torch.full((len(rows), S), ENDOFTEXT_ID)
-    att = torch.zeros(len(rows), S, dtype=torch.long)
-    comp = torch.zeros(len(rows), S, dtype=torch.bool)
-    for b, r in enumerate(rows):
-        row = r["prompt"] + r["completion"]
-        ids[b, S - len(row):] = torch.tensor(row)
-        att[b, S - len(row):] = 1
-        comp[b, S - len(r["completion"]):] = True
-    pix = torch.cat([seqs[b // G]["pixels"] for b in range(len(rows))])
-    grids = torch.tensor([g for b in range(len(rows)) for g in seqs[b // G]["grids"]])
-    return PolicyBatch(ids, att, comp, pix, grids)
+    return collate([{**seqs[b // G], "completion": comp} for b, comp in enumerate(roll.rows())])
 
 
 def test_cached_logprobs_match_a_full_forward(model):
@@ -117,3 +95,16 @@ def test_rejects_right_padded_prompts(model):
         pytest.skip("equal-length prompts")
     with pytest.raises(ValueError, match="left-padded"):
         generate(model, bad, Rollout(max_new_tokens=2), group_size=2, stop_ids=EOS_IDS, pad_id=ENDOFTEXT_ID)
+
+
+def test_nucleus_draws_follow_the_renormalized_distribution():
+    # p = [.4, .3, .2, .1]; top_p = 0.75 -> nucleus {0, 1, 2} (mass before token 3 is 0.9)
+    p = torch.tensor([0.4, 0.3, 0.2, 0.1])
+    logits = p.log().repeat(4000, 1)                 # 4000 independent rows in one call
+    tok, _ = sample_next(logits, 1.0, 0.75, torch.Generator().manual_seed(1))
+    freq = torch.bincount(tok, minlength=4).float() / tok.numel()
+    assert freq[3] == 0
+    expect = torch.tensor([0.4, 0.3, 0.2, 0.0]) / 0.9
+    assert torch.allclose(freq, expect, atol=0.03), freq    # 3 sigma of a 4000-draw frequency ~ 0.023
+    tok, _ = sample_next(logits, 1.0, 1.0, torch.Generator().manual_seed(2))
+    assert torch.allclose(torch.bincount(tok, minlength=4).float() / tok.numel(), p, atol=0.03)
