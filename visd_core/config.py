@@ -38,6 +38,7 @@ class Model:
     vision_depth: int = 1
     vision_hidden_size: int = 32
     vision_heads: int = 2
+    tie_embeddings: bool = False     # lm_head shares the embedding (Qwen2.5-VL-3B does; halves 151,936-row state)
     attn: Literal["auto", "sdpa", "flash_attention_2", "eager"] = "auto"   # auto: FA2 on CUDA if it imports
     dtype: Literal["auto", "bfloat16", "float32"] = "auto"                # auto: bf16 on CUDA, fp32 on CPU
     activation_checkpointing: bool = False
@@ -65,11 +66,14 @@ class Training:
     rl_steps: int = 1200             # VISD evaluates the student at step 1200 (visd §4.1)
     batch_size: int = 1              # prompts per rank per step (visd Table 8: per-device batch 1)
     grad_accum: int = 1
+    sft_teacher_view_frac: float = 0.0   # SFT examples shown in the teacher's view (hindsight block);
+                                         # > 0 only for models that never saw one (the tiny default)
 
 
 @dataclass
 class Optim:
     lr: float = 1e-6                 # visd Table 8
+    rl_lr: float = 0.0               # learning rate of the RL stage; 0 = same as lr
     weight_decay: float = 0.01
     beta1: float = 0.9
     beta2: float = 0.999
@@ -139,6 +143,7 @@ class Judge:
     api_key_env: str = "VISD_JUDGE_API_KEY"   # name of the env var holding the key; the key is never stored
     temperature: float = 0.0
     max_tokens: int = 256
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"   # GPT-5.x: the latter
     timeout_s: float = 30.0          # per call
     deadline_s: float = 120.0        # per batch; samples still pending fall back to the rule judge
     max_retries: int = 3
@@ -224,7 +229,9 @@ _RANGES = {
     ("training", "rl_steps"): (lambda v: v >= 0, ">= 0"),
     ("training", "batch_size"): (lambda v: v > 0, "positive"),
     ("training", "grad_accum"): (lambda v: v > 0, "positive"),
+    ("training", "sft_teacher_view_frac"): (_prob, "a fraction in [0, 1]"),
     ("optim", "lr"): (lambda v: v >= 0, ">= 0"),
+    ("optim", "rl_lr"): (lambda v: v >= 0, ">= 0 (0 = same as optim.lr)"),
     ("optim", "weight_decay"): (lambda v: v >= 0, ">= 0"),
     ("optim", "beta1"): (lambda v: 0 <= v < 1, "in [0, 1)"),
     ("optim", "beta2"): (lambda v: 0 <= v < 1, "in [0, 1)"),

@@ -96,7 +96,7 @@ def tiny_config(m: ModelCfg) -> Qwen2_5_VLConfig:
                   temporal_patch_size=TEMPORAL_PATCH_SIZE, spatial_merge_size=SPATIAL_MERGE_SIZE,
                   tokens_per_second=2, window_size=112,
                   fullatt_block_indexes=[m.vision_depth - 1])   # the 7B: full attention every 8th block, last included
-    return Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=False)
+    return Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=m.tie_embeddings)
 
 
 def model_config(m: ModelCfg) -> Qwen2_5_VLConfig:
