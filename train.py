@@ -9,10 +9,11 @@ Overrides are `--section.key=value` (TOML literals); an invalid config exits 2 w
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
-from visd_core.config import load_config, save_config, to_toml
+from visd_core.config import load_config, to_toml
 
 
 def parse_args(argv: list[str]):
@@ -36,16 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config:
         print(to_toml(cfg), end="")
         return 0
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    logging.basicConfig(level=logging.INFO if rank0 else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from visd_core.trainer import Trainer    # after config errors: --print-config stays light
 
-    is_rank0 = int(os.environ.get("RANK", "0")) == 0
-    from visd_core.data.prepare import check_dataset   # after config errors: keeps --print-config light
-    summary = check_dataset(cfg)
-    if is_rank0:
-        saved = save_config(cfg, cfg.dump_folder)
-        print(summary)
-        print(f"config saved to {saved}")
-        print("The trainer (issue 5) has not landed yet: data prepared and config validated, "
-              "stopping here without training.")
+    trainer = Trainer(cfg)
+    try:
+        trainer.train()
+    finally:
+        trainer.close()
     return 0
 
 

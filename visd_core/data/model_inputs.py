@@ -1,0 +1,85 @@
+"""From records to model inputs: decoded frames, prompt ids, and padded policy batches.
+
+    sample = load_prompt(record, cfg.data, tokenizer)       # frames, visual tensors, prompt ids
+    batch = collate([(sample.prompt_ids, completion_ids, sample), ...], pad_id)
+
+Every row of a batch is left-padded (prompts end at the last column, so the rollout can append),
+and its completion tokens follow its prompt; each row carries its own frames (images), so the
+same prompt repeated G times repeats its frames in `pixel_values` / `image_grid_thw` order.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from visd_core.config import Data as DataCfg
+from visd_core.data.schema import Record
+from visd_core.data.video import frames_to_image_inputs, read_video
+from visd_core.model.logits import PolicyBatch
+from visd_core.prompt import build_chat
+from visd_core.teacher.context import teacher_chat
+from visd_core.tokenizer import QwenTokenizer
+
+
+class SampleError(ValueError):
+    """A record that cannot become model inputs (unreadable video, prompt too long): skip and count."""
+
+
+@dataclass
+class PromptSample:
+    record: Record
+    prompt_ids: list[int]          # chat-templated student prompt ending in "<|im_start|>assistant\n"
+    pixel_values: torch.Tensor     # [patches, 3*2*14*14] float32, one image per sampled frame
+    grid_thw: torch.Tensor         # [F, 3] int64
+    frame_times: list[float]       # seconds, one per sampled frame
+    duration: float                # seconds
+    frame_size: tuple[int, int]    # (width, height) of the resized frames: the pixel space of <box>
+    tokens_per_frame: list[int]
+
+
+def load_prompt(record: Record, cfg: DataCfg, tok: QwenTokenizer) -> PromptSample:
+    """Decode the record's video, build its visual inputs and its student prompt."""
+    try:
+        video = read_video(record.video_path, cfg.num_frames if cfg.fps <= 0 else None,
+                           fps=cfg.fps if cfg.fps > 0 else None, min_frames=cfg.min_frames, max_frames=cfg.max_frames)
+    except Exception as e:      # a corrupt or unreadable file: the caller skips and counts it
+        raise SampleError(f"{record.id}: cannot read video {record.video_path}: {type(e).__name__}: {e}") from e
+    vis = frames_to_image_inputs(video.frames, cfg.min_pixels, cfg.max_pixels)
+    counts = vis.tokens_per_item()
+    _, gh, gw = vis.grid_thw[0].tolist()
+    sample = PromptSample(record=record, prompt_ids=[], pixel_values=vis.pixel_values, grid_thw=vis.grid_thw,
+                          frame_times=list(video.times), duration=video.duration,
+                          frame_size=(gw * 14, gh * 14), tokens_per_frame=counts)
+    sample.prompt_ids = tok.encode_chat(build_chat(record, sample.frame_times, counts, sample.duration),
+                                        add_generation_prompt=True)
+    if len(sample.prompt_ids) > cfg.max_prompt_len:
+        raise SampleError(f"{record.id}: prompt of {len(sample.prompt_ids)} tokens exceeds data.max_prompt_len "
+                          f"= {cfg.max_prompt_len}")
+    return sample
+
+
+def teacher_prompt_ids(sample: PromptSample, tok: QwenTokenizer, feedback: str | None) -> list[int]:
+    """The teacher's prompt for this sample: the student's plus the hindsight block (visd eq. 2)."""
+    msgs = teacher_chat(sample.record, sample.frame_times, sample.tokens_per_frame, sample.duration,
+                        sample.frame_size, feedback)
+    return tok.encode_chat(msgs, add_generation_prompt=True)
+
+
+def collate(rows: Sequence[tuple[list[int], list[int], PromptSample]], pad_id: int) -> PolicyBatch:
+    """Left-padded [B, S] rows of prompt + completion; completion_mask marks the completion."""
+    if not rows:
+        raise ValueError("cannot collate an empty batch")
+    S = max(len(p) + len(c) for p, c, _ in rows)
+    B = len(rows)
+    ids = torch.full((B, S), pad_id, dtype=torch.long)
+    att = torch.zeros(B, S, dtype=torch.long)
+    comp = torch.zeros(B, S, dtype=torch.bool)
+    for b, (prompt, completion, _) in enumerate(rows):
+        n = len(prompt) + len(completion)
+        ids[b, S - n:] = torch.tensor(prompt + completion, dtype=torch.long)
+        att[b, S - n:] = 1
+        comp[b, S - len(completion):] = True       # empty when there is no completion
+    return PolicyBatch(ids, att, comp, torch.cat([s.pixel_values for _, _, s in rows]),
+                       torch.cat([s.grid_thw for _, _, s in rows]))
