@@ -78,11 +78,11 @@ def _enable_triton_interpreter() -> None:
     if "triton" not in sys.modules:
         os.environ["TRITON_INTERPRET"] = "1"
         return
-    import triton
+    import triton.language as tl
 
-    if not triton.knobs.runtime.interpret:
+    if type(tl.standard.max).__name__ != "InterpretedFunction":  # what decoration produced, not the env now
         raise RuntimeError("Triton on CPU tensors needs its interpreter, but triton was imported without "
-                           "it: set TRITON_INTERPRET=1 before importing torch")
+                           "it: set TRITON_INTERPRET=1 before anything imports triton")
 
 
 def triton_module(name: str) -> ModuleType:

@@ -35,10 +35,11 @@ def test_default_backends(monkeypatch):
     assert kernel_backend.resolve(torch.device("cuda"), torch.float64) == "reference"
 
 
-@pytest.mark.parametrize("name", ["reference", "triton", "cpp"])
-def test_forced_backend(backend, name):
+@pytest.mark.parametrize("name,device", [("reference", "cpu"), ("cpp", "cpu"), ("triton", "cuda"),
+                                         ("reference", "cuda")])
+def test_forced_backend(backend, name, device):
     backend(name)
-    assert kernel_backend.resolve(torch.device("cpu"), torch.float32) == name
+    assert kernel_backend.resolve(torch.device(device), torch.float32) == name
 
 
 @pytest.mark.parametrize("name,device,dtype", [
