@@ -61,6 +61,12 @@ class Trainer:
                              "(GSPO / VisionCoach training is not wired in yet)")
         if cfg.algorithm.kl_beta > 0:
             raise ValueError("algorithm.kl_beta > 0 needs a reference policy, which the trainer does not keep yet")
+        if cfg.algorithm.updates_per_batch != 1:
+            raise ValueError("algorithm.updates_per_batch != 1 is not implemented (the paper recipe uses 1: ρ = 1)")
+        if cfg.training.grad_accum != 1 and cfg.training.stage != "sft":
+            raise ValueError("training.grad_accum != 1 is implemented for the SFT stage only")
+        if cfg.kernels.backend != "auto":      # kernels/ reads the choice at every call
+            os.environ["VISD_KERNEL_BACKEND"] = cfg.kernels.backend
         self.cfg = cfg
         # Adam's second moments of rarely seen vocabulary rows decay into denormals, and denormal
         # arithmetic is ~100x slower on x86: AdamW's sqrt took 0.3 s of a 2.2 s tiny SFT step.
