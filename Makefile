@@ -11,7 +11,7 @@ CPU_LIB    := build/libvisd_cpu_kernels.so
 NPROC_TRAIN ?= 2
 CONFIG     ?= configs/tiny_synthetic.toml
 SYNTH_DIR  ?= data/synthetic
-SYNTH_N    ?= 2000
+SYNTH_N    ?= 1000   # the default run reads ~520 (200 SFT + 30 x 2 RL prompts per rank, 2 ranks)
 
 .PHONY: test train setup csrc bench clean
 

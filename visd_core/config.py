@@ -65,6 +65,7 @@ class Training:
     sft_steps: int = 0
     rl_steps: int = 1200             # VISD evaluates the student at step 1200 (visd §4.1)
     batch_size: int = 1              # prompts per rank per step (visd Table 8: per-device batch 1)
+    rl_batch_size: int = 0           # prompts per rank per RL step; 0 = batch_size
     grad_accum: int = 1
     sft_teacher_view_frac: float = 0.0   # SFT examples shown in the teacher's view (hindsight block);
                                          # > 0 only for models that never saw one (the tiny default)
@@ -81,6 +82,9 @@ class Optim:
     max_grad_norm: float = 5.0
     warmup_steps: int = 0
     schedule: Literal["constant", "cosine"] = "constant"
+    # The RL stage of sft_then_rl may want its own shape (a from-scratch SFT decays, RL stays flat).
+    rl_warmup_steps: int = -1        # -1 = same as warmup_steps
+    rl_schedule: Literal["", "constant", "cosine"] = ""    # "" = same as schedule
     max_nonfinite_in_a_row: int = 3  # abort after this many skipped (non-finite) updates in a row
 
 
@@ -228,6 +232,7 @@ _RANGES = {
     ("training", "sft_steps"): (lambda v: v >= 0, ">= 0"),
     ("training", "rl_steps"): (lambda v: v >= 0, ">= 0"),
     ("training", "batch_size"): (lambda v: v > 0, "positive"),
+    ("training", "rl_batch_size"): (lambda v: v >= 0, ">= 0 (0 = training.batch_size)"),
     ("training", "grad_accum"): (lambda v: v > 0, "positive"),
     ("training", "sft_teacher_view_frac"): (_prob, "a fraction in [0, 1]"),
     ("optim", "lr"): (lambda v: v >= 0, ">= 0"),
@@ -238,6 +243,7 @@ _RANGES = {
     ("optim", "eps"): (lambda v: v > 0, "positive"),
     ("optim", "max_grad_norm"): (lambda v: v > 0, "positive"),
     ("optim", "warmup_steps"): (lambda v: v >= 0, ">= 0"),
+    ("optim", "rl_warmup_steps"): (lambda v: v >= -1, ">= 0, or -1 (= optim.warmup_steps)"),
     ("optim", "max_nonfinite_in_a_row"): (lambda v: v >= 1, ">= 1"),
     ("rollout", "group_size"): (lambda v: v >= 2, ">= 2 (group advantages need a group)"),
     ("rollout", "temperature"): (lambda v: v > 0, "positive"),

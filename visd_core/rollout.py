@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+import kernels
 from visd_core.config import Rollout as RolloutCfg
 from visd_core.model.logits import PolicyBatch, mrope_position_ids
 
@@ -37,23 +38,57 @@ class Rollouts:
 
 
 MAX_NUCLEUS_ROUNDS = 64      # a row still unresolved after this many draws takes its top-1 token
+NUCLEUS_CANDIDATES = 64      # the fast path looks for the whole nucleus among each row's top-64 tokens
 
 
 def sample_next(logits_BV: torch.Tensor, temperature: float, top_p: float,
                 generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw one token per row with temperature and nucleus (top-p) sampling, without sorting.
+    """Draw one token per row with temperature and nucleus (top-p) sampling, without a full sort.
 
     Returns (tokens [B], log-probs [B] under softmax(z / T) over the full vocabulary).
     The nucleus is the set of tokens whose strictly more probable tokens hold less than top_p of
-    the mass. Rejection sampling finds a draw from it in O(V) passes (the scheme FlashInfer uses):
-    draw i ∝ p among tokens above a pivot (inverse CDF); if the mass above p_i is < top_p, i is in
-    the nucleus — accept; otherwise every token no more probable than i is outside it, so the pivot
-    rises to p_i and the row draws again. Accepted draws are distributed ∝ p on the nucleus. A full
-    151,936-way sort per step cost 0.1 s of a 0.27 s decode step of the tiny model on this CPU;
-    a rejected draw happens with probability at most 1 − top_p + max_i p_i.
+    the mass; draws are distributed ∝ p on it.
+
+    Fast path: a trained policy's nucleus is small, so each row's top-64 tokens usually hold it
+    whole — exactly when the 64th is itself outside the nucleus (then every token no more probable
+    than it is outside too). Those rows draw among their 64 candidates. The other rows (a flat,
+    untrained distribution; top_p = 1) take `_nucleus_by_rejection`. Measured on this CPU for the
+    tiny model's 151,936-way rows: 15 ms per decode step of 4 rows by rejection alone, ~2 ms with the
+    fast path on the C++ kernels (torch's own max/logsumexp/topk took ~15 ms for 16 rows).
     """
-    logp_BV = torch.log_softmax(logits_BV.float() / temperature, dim=-1)
-    p_BV = logp_BV.exp()
+    B = logits_BV.shape[0]
+    k = min(NUCLEUS_CANDIDATES, logits_BV.shape[-1])
+    # One fused sweep for the top-k of z / T (kernels' teacher summary; its token argument is unused
+    # here), one for log p of the top-1 token, which gives the normalizer: LSE = z_1 / T − log p_1.
+    cand = kernels.teacher_topk(logits_BV, torch.zeros(B, dtype=torch.long, device=logits_BV.device), k=k,
+                                temperature=temperature)
+    top_z, top_ids = cand.topk_logits.float(), cand.topk_ids             # sorted, most probable first
+    lse_B1 = top_z[:, :1] - kernels.token_logprobs(logits_BV, top_ids[:, 0], temperature).float()[:, None]
+    top_p_BK = (top_z - lse_B1).exp()
+    # mass of the candidates strictly more probable than each candidate (ties count as equal)
+    strict_BK = (top_p_BK[:, None, :] * (top_p_BK[:, None, :] > top_p_BK[:, :, None])).sum(-1)
+    in_nucleus = strict_BK < top_p
+    fast = ~in_nucleus[:, -1]
+    tokens = torch.empty(B, dtype=torch.long, device=logits_BV.device)
+    if bool(fast.any()):
+        w = torch.where(in_nucleus[fast], top_p_BK[fast], torch.zeros_like(top_p_BK[fast]))
+        pick = torch.multinomial(w, 1, generator=generator)
+        tokens[fast] = top_ids[fast].gather(-1, pick).squeeze(-1)
+    if not bool(fast.all()):
+        slow = ~fast
+        p_slow = (logits_BV[slow].float() / temperature - lse_B1[slow]).exp()
+        tokens[slow] = _nucleus_by_rejection(p_slow, top_p, generator)
+    z_tok = logits_BV.gather(-1, tokens[:, None]).float() / temperature
+    return tokens, (z_tok - lse_B1).squeeze(-1)
+
+
+def _nucleus_by_rejection(p_BV: torch.Tensor, top_p: float, generator: torch.Generator | None) -> torch.Tensor:
+    """A draw from each row's nucleus in O(V) passes, for rows whose nucleus is large (FlashInfer's
+    scheme): draw i ∝ p among tokens above a pivot (inverse CDF); if the mass above p_i is < top_p,
+    i is in the nucleus — accept; otherwise every token no more probable than i is outside it, so
+    the pivot rises to p_i and the row draws again. A rejected draw happens with probability at
+    most 1 − top_p + max_i p_i. (A full 151,936-way sort per step cost 0.1 s of a 0.27 s decode step.)
+    """
     B = p_BV.shape[0]
     tokens = torch.full((B,), -1, dtype=torch.long, device=p_BV.device)
     pivot = torch.full((B, 1), -1.0, device=p_BV.device)
@@ -69,8 +104,7 @@ def sample_next(logits_BV: torch.Tensor, temperature: float, top_p: float,
         ok = todo & (above < top_p)
         tokens = torch.where(ok, draw, tokens)
         pivot = torch.where((todo & ~ok)[:, None], p_draw, pivot)
-    tokens = torch.where(tokens < 0, p_BV.argmax(dim=-1), tokens)
-    return tokens, logp_BV.gather(-1, tokens[:, None]).squeeze(-1)
+    return torch.where(tokens < 0, p_BV.argmax(dim=-1), tokens)
 
 
 @torch.no_grad()

@@ -30,7 +30,7 @@ from tqdm import tqdm
 import kernels
 from visd_core import checkpoint as ckpt
 from visd_core.algorithms.advantages import group_advantages
-from visd_core.algorithms.schedules import lr_factor, visd_lambda
+from visd_core.algorithms.schedules import stage_lr, visd_lambda
 from visd_core.config import Config, save_config
 from visd_core.data.model_inputs import PromptSample, SampleError, collate, load_prompt, teacher_prompt_ids
 from visd_core.data.reader import JsonlReader
@@ -80,9 +80,7 @@ class Trainer:
         self.dtype = compute_dtype(cfg.model.dtype, self.d.device)
         self.model = build_model(cfg.model, self.d, seed=cfg.job.seed)
         self.model.train()
-        o = cfg.optim
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps,
-                                     weight_decay=o.weight_decay, fused=True)   # 4x foreach's step on CPU
+        self.opt = self._new_optimizer()
         self.reader = JsonlReader(cfg.data.train_path, video_root=cfg.data.video_root or None, rank=self.d.rank,
                                   world_size=self.d.world_size, seed=cfg.job.seed, shuffle=cfg.data.shuffle)
         t = cfg.training
@@ -104,6 +102,11 @@ class Trainer:
             save_config(cfg, self.out)
         if resume is not None:
             self._resume(resume)
+
+    def _new_optimizer(self) -> torch.optim.Optimizer:
+        o = self.cfg.optim
+        return torch.optim.AdamW(self.model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps,
+                                 weight_decay=o.weight_decay, fused=True)   # 4x foreach's step on CPU
 
     # ------------------------------------------------------------------------------ state
     def _extra_state(self) -> dict:
@@ -153,9 +156,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------ shared update
     def _set_lr(self, stage: str, stage_step: int, stage_steps: int) -> float:
-        o = self.cfg.optim
-        base = o.rl_lr if stage == "rl" and o.rl_lr > 0 else o.lr
-        lr = base * lr_factor(stage_step, stage_steps, o.warmup_steps, o.schedule)
+        lr = stage_lr(self.cfg.optim, stage, stage_step, stage_steps)
         for g in self.opt.param_groups:
             g["lr"] = lr
         return lr
@@ -258,7 +259,7 @@ class Trainer:
             self.teacher = None
 
         # 1-2. prompts and rollouts (one prefill per prompt, G samples each, ranks in lockstep)
-        samples = self._next_samples(cfg.training.batch_size)
+        samples = self._next_samples(cfg.training.rl_batch_size or cfg.training.batch_size)
         prompts = collate([(s.prompt_ids, [], s) for s in samples], self.tok.pad_id)
         self.model.eval()
         with gathered(self.model):
@@ -306,12 +307,17 @@ class Trainer:
         t = time.perf_counter()
         cl = completion_logits(self.model, collate([(o.prompt_ids, c, o) for o, c in zip(owner, completions)],
                                                    self.tok.pad_id))
-        old = kernels.token_logprobs(cl.logits.detach(), cl.targets, T)   # one update per batch: ρ = 1
+        assert torch.equal(cl.targets, roll.completion_ids[roll.completion_mask].to(cl.targets.device))
+        # log π_old: the behaviour log-probs the rollout sampled with (same parameters, one update per
+        # batch, so ρ = 1 up to the cached-decode vs full-forward rounding) — no extra [N, V] sweep.
+        old = roll.logprobs[roll.completion_mask].to(cl.logits.device)
         adv_tok = adv.to(cl.logits.device).repeat_interleave(cl.seq_lens)
+        # inplace_backward: dL/dlogits overwrites the [N, V] logits buffer (they are not read again),
+        # so no second N x 151,936 tensor is allocated; 2.5x faster loss on CPU (benchmarks/bench_kernels.py)
         loss, st = kernels.visd_policy_loss(
             cl.logits, cl.targets, old, adv_tok, support, cl.seq_lens, lam, eps_w=cfg.visd.eps_w,
             clip_low=cfg.algorithm.clip_low, clip_high=cfg.algorithm.clip_high, temperature=T,
-            aggregation=cfg.algorithm.loss_agg, return_stats=True, with_entropy=True)
+            aggregation=cfg.algorithm.loss_agg, return_stats=True, with_entropy=True, inplace_backward=True)
         loss = self._maybe_inject(loss)
         finite = bool(torch.isfinite(loss))
         loss.backward()
@@ -360,6 +366,12 @@ class Trainer:
         while self.step < self.total_steps:
             stage = "sft" if self.step < self.sft_steps else "rl"
             stage_step = self.step + 1 - (0 if stage == "sft" else self.sft_steps)
+            if stage == "rl" and stage_step == 1 and self.sft_steps > 0:
+                # RL starts from the SFT weights with a fresh optimizer, as the papers' RL runs start
+                # from an SFT checkpoint, so optim.rl_lr means the same in both. Carried over, SFT's
+                # second moments (grad norms 7 -> 1.1 over the tiny default's SFT, against ~0.4 for
+                # its policy gradient; β2 = 0.999 remembers them) would shrink RL's steps several-fold.
+                self.opt = self._new_optimizer()
             m = self.sft_step(stage_step) if stage == "sft" else self.rl_step(stage_step)
             self.step += 1
             m["mem/peak_mb"] = all_reduce_max({"mem": peak_memory_mb(self.d.device)}, self.d)["mem"]
@@ -384,11 +396,21 @@ class Trainer:
     def _report(self) -> None:
         rows = self.writer.read()
         png = plot_rewards(rows, self.out / "reward_curve.png")
-        rl = [r["reward/total"] for r in rows if r.get("stage") == "rl"]
+        rl_rows = [r for r in rows if r.get("stage") == "rl"]
+        rl = [r["reward/total"] for r in rl_rows]
         if rl:
             k = max(1, len(rl) // 10)
             print(f"mean total reward: first 10% of RL steps {sum(rl[:k]) / k:.3f}, "
                   f"last 10% {sum(rl[-k:]) / k:.3f} ({len(rl)} RL steps)")
+        for stage in ("sft", "rl"):
+            st = [r for r in rows if r.get("stage") == stage]
+            if not st:
+                continue
+            mean = {key: sum(r.get(key, 0.0) for r in st) / len(st)
+                    for key in ("time/step", "time/rollout", "time/reward", "time/judge", "time/teacher", "time/update")}
+            split = ", ".join(f"{key[5:]} {v:.2f}" for key, v in mean.items() if key != "time/step" and v > 0)
+            print(f"{stage.upper()} step: {mean['time/step']:.2f} s mean" + (f" ({split})" if split else "")
+                  + f"; peak memory {max(r.get('mem/peak_mb', 0.0) for r in st):.0f} MB per rank")
         if self.skipped:
             print(f"samples skipped: {dict(self.skipped)}")
         print(f"outputs in {self.out}: metrics.jsonl, config.toml, checkpoints/"

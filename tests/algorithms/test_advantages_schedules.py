@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from visd_core.algorithms.advantages import group_advantages
-from visd_core.algorithms.schedules import lr_factor, visd_lambda
+from visd_core.algorithms.schedules import lr_factor, stage_lr, visd_lambda
+from visd_core.config import Optim, load_config
 
 
 def test_group_advantages_hand_worked():
@@ -46,3 +47,19 @@ def test_lr_factor():
     assert lr_factor(55, 100, 10, "cosine") == pytest.approx(0.5)
     assert lr_factor(100, 100, 10, "cosine") == pytest.approx(0.0, abs=1e-12)
     assert lr_factor(70, 100, 0, "constant") == 1.0
+
+
+def test_stage_lr_rl_overrides():
+    o = Optim(lr=1e-2, rl_lr=1e-3, warmup_steps=10, schedule="cosine", rl_warmup_steps=0, rl_schedule="constant")
+    assert stage_lr(o, "sft", 5, 100) == pytest.approx(5e-3)                      # SFT: warmup
+    assert stage_lr(o, "sft", 100, 100) == pytest.approx(0.0, abs=1e-12)          # SFT: cosine to 0
+    assert stage_lr(o, "rl", 1, 30) == stage_lr(o, "rl", 30, 30) == 1e-3          # RL: flat, no warmup
+    same = Optim(lr=1e-2, warmup_steps=4, schedule="cosine")                       # unset: RL inherits all
+    assert [stage_lr(same, "rl", s, 20) for s in (2, 12)] == [stage_lr(same, "sft", s, 20) for s in (2, 12)]
+
+
+def test_rl_schedule_config_is_validated(tmp_path):
+    with pytest.raises(ValueError, match="rl_schedule"):
+        load_config(None, ["--optim.rl_schedule=linear"])
+    with pytest.raises(ValueError, match="rl_warmup_steps"):
+        load_config(None, ["--optim.rl_warmup_steps=-2"])

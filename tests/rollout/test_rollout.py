@@ -108,3 +108,34 @@ def test_nucleus_draws_follow_the_renormalized_distribution():
     assert torch.allclose(freq, expect, atol=0.03), freq    # 3 sigma of a 4000-draw frequency ~ 0.023
     tok, _ = sample_next(logits, 1.0, 1.0, torch.Generator().manual_seed(2))
     assert torch.allclose(torch.bincount(tok, minlength=4).float() / tok.numel(), p, atol=0.03)
+
+
+def test_fast_and_rejection_nucleus_paths_agree(monkeypatch):
+    # Row 0 is peaked (its nucleus fits in the top-64 candidates: fast path); row 1 is nearly flat over
+    # 5,000 tokens (nucleus of thousands: rejection path). Both in one call, 3,000 draws each.
+    V = 5000
+    peaked = torch.full((V,), -30.0)
+    peaked[[7, 11, 4000]] = torch.tensor([2.0, 1.0, 1.0])     # a tie at the nucleus boundary: both 11 and 4000
+    flat = torch.randn(V, generator=torch.Generator().manual_seed(0)) * 0.1
+    logits = torch.stack([peaked, flat]).repeat(3000, 1)
+    from visd_core import rollout
+    slow_rows = []
+    real = rollout._nucleus_by_rejection
+    monkeypatch.setattr(rollout, "_nucleus_by_rejection", lambda p, *a: slow_rows.append(p.shape[0]) or real(p, *a))
+    tok, logp = sample_next(logits, 1.0, 0.6, torch.Generator().manual_seed(3))
+    assert slow_rows == [3000]                     # every flat row, and only those, took the rejection path
+    p0 = torch.softmax(peaked, -1)
+    # p ≈ [.58, .21, .21]: token 7's strictly-higher mass is 0 < .6; tokens 11 and 4000 have .58 < .6 -> all in
+    freq = torch.bincount(tok[0::2], minlength=V).float() / 3000
+    expect = torch.zeros(V)
+    expect[[7, 11, 4000]] = p0[[7, 11, 4000]] / p0[[7, 11, 4000]].sum()
+    assert torch.allclose(freq, expect, atol=0.03)
+    assert torch.allclose(logp, torch.log_softmax(logits, -1).gather(-1, tok[:, None]).squeeze(-1), atol=1e-5)
+    # the flat row: compare against the rejection sampler run directly on the same distribution
+    ref = rollout._nucleus_by_rejection(torch.softmax(flat, -1).repeat(3000, 1), 0.6, torch.Generator().manual_seed(4))
+    p_flat = torch.softmax(flat, -1)
+    cut = p_flat.sort(descending=True).values.cumsum(0)
+    n_nucleus = int((cut - p_flat.sort(descending=True).values < 0.6).sum())
+    for draws in (tok[1::2], ref):
+        assert (p_flat[draws] >= p_flat.sort(descending=True).values[n_nucleus - 1]).all()   # only nucleus tokens
+        assert len(set(draws.tolist())) > 1000                                              # spread over it

@@ -28,3 +28,14 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> 
         done = min(1.0, (step - warmup_steps) / span)
         return 0.5 * (1.0 + math.cos(math.pi * done))
     raise ValueError(f"unknown lr schedule {schedule!r}")
+
+
+def stage_lr(optim, stage: str, stage_step: int, stage_steps: int) -> float:
+    """The learning rate at 1-based `stage_step` of `stage` ("sft" | "rl") under an `[optim]` config:
+    the RL stage takes rl_lr / rl_warmup_steps / rl_schedule where they are set."""
+    base, warmup, schedule = optim.lr, optim.warmup_steps, optim.schedule
+    if stage == "rl":
+        base = optim.rl_lr if optim.rl_lr > 0 else base
+        warmup = optim.rl_warmup_steps if optim.rl_warmup_steps >= 0 else warmup
+        schedule = optim.rl_schedule or schedule
+    return base * lr_factor(stage_step, stage_steps, warmup, schedule)
