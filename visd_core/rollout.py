@@ -9,7 +9,7 @@ repeated G times and all B = P·G rows decode together. Under FSDP2 every forwar
 have all stopped keeps stepping with padding until `sync` says every rank is done.
 
 Behaviour log-probs are log softmax(z / T) at the sampled token — the full temperature-scaled
-distribution, the same quantity the trainer's fused ops compute as log π_old (visd eq. 17); top-p
+distribution, which the trainer takes as log π_old (visd eq. 17) instead of recomputing it; top-p
 only decides which tokens can be drawn.
 """
 from __future__ import annotations
