@@ -396,8 +396,7 @@ class Trainer:
     def _report(self) -> None:
         rows = self.writer.read()
         png = plot_rewards(rows, self.out / "reward_curve.png")
-        rl_rows = [r for r in rows if r.get("stage") == "rl"]
-        rl = [r["reward/total"] for r in rl_rows]
+        rl = [r["reward/total"] for r in rows if r.get("stage") == "rl"]
         if rl:
             k = max(1, len(rl) // 10)
             print(f"mean total reward: first 10% of RL steps {sum(rl[:k]) / k:.3f}, "
