@@ -14,6 +14,7 @@ import os
 import sys
 
 from visd_core.config import load_config, to_toml
+from visd_core.preflight import InputError, check_inputs
 
 
 def parse_args(argv: list[str]):
@@ -38,15 +39,32 @@ def main(argv: list[str] | None = None) -> int:
         print(to_toml(cfg), end="")
         return 0
     rank0 = int(os.environ.get("RANK", "0")) == 0
+    try:
+        check_inputs(cfg)           # before any process group: one line per missing input, rank 0 only
+    except InputError as e:
+        if rank0:
+            print(f"train.py: {e}".replace("\n", "\ntrain.py: "), file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO if rank0 else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from visd_core.trainer import Trainer    # after config errors: --print-config stays light
+    from visd_core.parallel import destroy_distributed    # after config errors: --print-config stays light
+    from visd_core.trainer import Trainer
 
-    trainer = Trainer(cfg)
+    try:
+        trainer = Trainer(cfg)
+    except ValueError as e:     # bad input met while building: an incomplete checkpoint, no valid records, ...
+        if rank0:
+            print(f"train.py: {e}", file=sys.stderr)
+        destroy_distributed()
+        return 2
     try:
         trainer.train()
-    finally:
-        trainer.close()
+    except BaseException:
+        # A failing rank exits at once: waiting in close()'s barrier for ranks still inside a
+        # collective would hang them all until the process-group timeout; torchrun stops the rest.
+        trainer.close(barrier=False)
+        raise
+    trainer.close()
     return 0
 
 

@@ -39,7 +39,7 @@ RECORDS = [parse_record({"id": task, "task": task, **_COMMON, **extra}) for task
     ("video_mcq", {"answer": "C", "options": ["A. x", "B. y", "C. z", "D. w"]}),
     ("video_freeform", {"answer": "a person opens the door"}),
 ]]
-CONFIGS = [Reward(spatial="max_iou"), Reward(spatial="object_aware")]
+CONFIGS = [Reward(spatial=s, multi_instance=m) for s in ("max_iou", "object_aware") for m in ("max", "mean")]
 FRAME = (448, 336)
 
 VALID = [
@@ -128,7 +128,8 @@ def check(text: str) -> None:
             for r in score_group(record, [text], FRAME, 0.3, cfg):
                 for k, v in r.components.items():
                     if v is not None and not (0.0 <= v <= 1.0):
-                        raise AssertionError(f"{record.task}/{cfg.spatial}: {k} = {v!r} outside [0, 1]")
+                        raise AssertionError(f"{record.task}/{cfg.spatial}/{cfg.multi_instance}: {k} = {v!r} "
+                                             "outside [0, 1]")
                 if not math.isfinite(r.total):
                     raise AssertionError(f"{record.task}: total {r.total!r}")
     charades.segment_of_output(text)

@@ -66,14 +66,40 @@ def _resolve(root: Path, resume: str) -> Path | None:
     return p
 
 
+def restart_count() -> int:
+    """How many times torchrun's elastic agent has restarted this job (`--max-restarts`): 0 at first."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+
+
+def effective_resume(resume: str) -> str:
+    """`checkpoint.resume`, except that a job torchrun restarted after a lost rank resumes from its
+    latest complete checkpoint ("auto") even though its command line says "none"."""
+    if resume == "none" and restart_count() > 0:
+        log.warning("restart %d of this job (torchrun --max-restarts): resuming from the latest complete "
+                    "checkpoint", restart_count())
+        return "auto"
+    return resume
+
+
+def remove_incomplete(root: str | Path) -> list[Path]:
+    """Delete step folders without a commit marker: saves a crashed or killed attempt left behind.
+    Call only while no save can be running (at start-up, on one rank)."""
+    doomed = [p for _, p in _step_dirs(Path(root)) if not (p / MARKER).is_file()]
+    for p in doomed:
+        shutil.rmtree(p, ignore_errors=True)
+        log.warning("checkpoint: removed %s, an incomplete save of an earlier attempt", p)
+    return doomed
+
+
 def resolve_resume(root: str | Path, resume: str, d: Dist) -> Path | None:
     """The folder to resume from: None ("none", or "auto" with nothing complete), the newest
     complete one ("auto"), or the given step folder, which must be complete. Collective: rank 0
-    decides, so every rank loads the same folder."""
+    decides, so every rank loads the same folder; it then removes incomplete step folders."""
     box = [None]
     if d.is_main:
         try:
             box[0] = ("ok", _resolve(Path(root), resume))
+            remove_incomplete(root)     # after: an incomplete folder named by the user is an error, kept
         except ValueError as e:
             box[0] = ("error", str(e))
     dist.broadcast_object_list(box, src=0)
@@ -101,7 +127,8 @@ def set_rng_state(state: dict) -> None:
 
 # ---------------------------------------------------------------------------- save / load
 def save_checkpoint(root: str | Path, step: int, d: Dist, *, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    teacher: nn.Module | None = None, extra: dict | None = None, keep: int = 2) -> Path:
+                    teacher: nn.Module | None = None, extra: dict | None = None, keep: int = 2,
+                    before_commit=None) -> Path:
     """Write `<root>/step_<step>`, commit it, then prune. Collective. `extra` is this rank's picklable
     state (schedules, data position, ...); each rank gets its own back from `load_checkpoint`."""
     if keep < 2:
@@ -119,6 +146,8 @@ def save_checkpoint(root: str | Path, step: int, d: Dist, *, model: nn.Module, o
     # One bytes leaf, identical on every rank (DCP writes it once); unpickled by us, not by torch.load.
     state["ranks"] = pickle.dumps(per_rank)
     dcp.save(state, checkpoint_id=str(path))
+    if before_commit is not None:       # fault injection in tests: die with the files half committed
+        before_commit()
     dist.barrier()                      # every rank's shard files are complete before the marker
     if d.is_main:
         tmp = path / (MARKER + ".tmp")
@@ -145,7 +174,8 @@ def load_checkpoint(path: str | Path, d: Dist, *, model: nn.Module, optimizer: t
                     teacher: nn.Module | None = None) -> tuple[int, dict]:
     """Restore model, optimizer, teacher and this rank's RNG in place; return (step, this rank's extra).
     Collective. A checkpoint written on another world size restores everything but per-rank state:
-    every rank then gets rank 0's extra and keeps its own RNG (with a warning)."""
+    every rank then gets rank 0's extra with the list of every old rank's extra under "all_ranks"
+    (the caller converts what it can, e.g. the data position) and keeps its own RNG (warned)."""
     path = Path(path)
     marker = path / MARKER
     if not marker.is_file():
@@ -166,7 +196,7 @@ def load_checkpoint(path: str | Path, d: Dist, *, model: nn.Module, optimizer: t
         mine = per_rank[d.rank]
         set_rng_state(mine["rng"])
     else:
-        mine = per_rank[0]
+        mine = {"extra": {**per_rank[0]["extra"], "all_ranks": [r["extra"] for r in per_rank]}}
         if d.is_main:
             log.warning("checkpoint %s was written by %d ranks, resuming on %d: per-rank RNG states are not "
                         "restored and every rank gets rank 0's extra state", path, len(per_rank), d.world_size)

@@ -135,8 +135,12 @@ class Reward:
     sigma_max: float = 4.0           # σ = sigma_max·(1 − p) while p < sigma_switch, then sigma_min
     sigma_min: float = 1.0
     sigma_switch: float = 0.75
+    sigma_steps: int = 0             # horizon of p in σ: the paper's run (one epoch); 0 = the RL stage's length
     tau: float = 1.0                 # temporal gate |t_pred − t_gt| ≤ τ (seconds) for spatial claims
     spatial: Literal["max_iou", "object_aware"] = "max_iou"   # visd eq. 13 | visioncoach eq. 8
+    # An object with several GT boxes on a frame (instances): "max" over them, as visd eq. 13 and
+    # visioncoach eq. 8 write it, or "mean" (every instance must be covered), the released code's.
+    multi_instance: Literal["max", "mean"] = "max"
 
 
 @dataclass
@@ -148,12 +152,19 @@ class Judge:
     temperature: float = 0.0
     max_tokens: int = 256
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"   # GPT-5.x: the latter
+    # Reasoning models (GPT-5.x) spend hidden reasoning tokens from max_tokens and can return empty
+    # content when it runs out; "" = not sent (servers that do not reason reject the field).
+    reasoning_effort: Literal["", "none", "minimal", "low", "medium", "high"] = ""
     timeout_s: float = 30.0          # per call
     deadline_s: float = 120.0        # per batch; samples still pending fall back to the rule judge
     max_retries: int = 3
     concurrency: int = 8
     cache_dir: str = ""              # "" = <dump_folder>/judge_cache
     cache_max_mb: int = 256
+    # Over the last steps, more than this share of samples falling back to the rule judge is loud
+    # (FallbackMonitor): "warn" once per crossing, or "abort" the run.
+    max_fallback_frac: float = 0.5
+    on_fallback: Literal["warn", "abort"] = "warn"
 
 
 @dataclass
@@ -263,6 +274,7 @@ _RANGES = {
     ("reward", "sigma_max"): (lambda v: v > 0, "positive"),
     ("reward", "sigma_min"): (lambda v: v > 0, "positive"),
     ("reward", "sigma_switch"): (_prob, "a training-progress fraction in [0, 1]"),
+    ("reward", "sigma_steps"): (lambda v: v >= 0, ">= 0 (0 = training.rl_steps)"),
     ("reward", "tau"): (lambda v: v >= 0, ">= 0 seconds"),
     ("judge", "temperature"): (lambda v: v >= 0, ">= 0"),
     ("judge", "max_tokens"): (lambda v: v > 0, "positive"),
@@ -271,6 +283,7 @@ _RANGES = {
     ("judge", "max_retries"): (lambda v: v >= 0, ">= 0"),
     ("judge", "concurrency"): (lambda v: v >= 1, ">= 1"),
     ("judge", "cache_max_mb"): (lambda v: v >= 0, ">= 0"),
+    ("judge", "max_fallback_frac"): (_prob, "a fraction in [0, 1]"),
     ("visioncoach", "sd_weight"): (lambda v: v >= 0, ">= 0"),
     ("visioncoach", "sd_top_n"): (lambda v: v >= 1, ">= 1"),
     ("checkpoint", "every"): (lambda v: v >= 0, ">= 0"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -21,6 +22,9 @@ from torch import nn
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 from torch.distributed.tensor import DTensor
+
+
+PG_TIMEOUT = timedelta(minutes=30)     # torch's default for gloo and the store
 
 
 @dataclass(frozen=True)
@@ -54,11 +58,28 @@ def init_distributed(backend: str = "auto") -> Dist:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         if torchrun:
-            dist.init_process_group(backend, device_id=device if device.type == "cuda" else None)
+            dist.init_process_group(backend, store=_attempt_store(rank, world), rank=rank, world_size=world,
+                                    device_id=device if device.type == "cuda" else None)
         else:   # a private store: a lone process needs no MASTER_ADDR/port
             dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
     mesh = init_device_mesh(device.type, (world,), mesh_dim_names=("dp",))
     return Dist(rank=rank, world_size=world, local_rank=local_rank, device=device, mesh=mesh)
+
+
+def _attempt_store(rank: int, world: int) -> dist.Store:
+    """torchrun's rendezvous store, with every key under this attempt's prefix.
+
+    After a `--max-restarts` restart the agent's store can still hold the previous attempt's keys
+    (torch says it makes a new store per retry; with --standalone it did not here): gloo then read
+    a dead rank's address, dialed it for 10 s and failed the restart (seen 1 run in 4 on this
+    machine; pytorch#167288 reports the NCCL form). A prefix per TORCHELASTIC_RESTART_COUNT keeps
+    each attempt's rendezvous apart. Same server roles as torch's env:// handler."""
+    host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":    # the agent hosts the server
+        store = dist.TCPStore(host, port, world, is_master=False, timeout=PG_TIMEOUT)
+    else:                                                            # rank 0 hosts it
+        store = dist.TCPStore(host, port, world, is_master=rank == 0, timeout=PG_TIMEOUT, multi_tenant=True)
+    return dist.PrefixStore(f"/visd/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
 def destroy_distributed() -> None:

@@ -127,7 +127,7 @@ def generate(model, prompts: PolicyBatch, cfg: RolloutCfg, *, group_size: int, s
     out = model(input_ids=prompts.input_ids, attention_mask=prompts.attention_mask, position_ids=pos_3PS,
                 pixel_values=prompts.pixel_values, image_grid_thw=prompts.image_grid_thw,
                 use_cache=True, logits_to_keep=1)
-    cache = out.past_key_values
+    cache = out.cache      # transformers >= 5.24 names the KV cache `cache` (past_key_values goes in 5.40)
     cache.batch_repeat_interleave(G)
     logits_BV = out.logits[:, -1].repeat_interleave(G, dim=0)
     attn_BS = prompts.attention_mask.repeat_interleave(G, dim=0)
@@ -156,8 +156,8 @@ def generate(model, prompts: PolicyBatch, cfg: RolloutCfg, *, group_size: int, s
         attn_BS = torch.cat([attn_BS, torch.ones(B, 1, dtype=attn_BS.dtype, device=device)], dim=1)
         pos = next_pos_B.view(1, B, 1).expand(3, B, 1)
         out = model(input_ids=ids[:, t:t + 1], attention_mask=attn_BS, position_ids=pos,
-                    past_key_values=cache, use_cache=True, logits_to_keep=1)
-        cache = out.past_key_values
+                    cache=cache, use_cache=True, logits_to_keep=1)
+        cache = out.cache
         logits_BV = out.logits[:, -1]
         next_pos_B = next_pos_B + 1
     lengths = mask.sum(dim=1)

@@ -9,7 +9,9 @@ Plain GRPO is the same code with λ ≡ 0: no judge, no teacher. Once λ reaches
 
 Every rank runs the same number of forwards (FSDP2 collectives), so every per-rank choice that
 could diverge (a skipped sample, an early stop, a non-finite loss) is agreed on by all-reduce.
-Fault injection for tests: VISD_INJECT_NONFINITE="step:rank" makes that rank's loss NaN at that step.
+Fault injection for tests: VISD_INJECT_NONFINITE="step:rank" makes that rank's loss NaN at that step;
+VISD_INJECT_KILL="step:S:rank" SIGKILLs that rank as step S begins, "save:S:rank" while step S's
+checkpoint is written but not committed (first attempt only: a torchrun restart runs clean).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import logging
 import math
 import os
 import random
+import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -34,7 +37,7 @@ from visd_core.algorithms.schedules import stage_lr, visd_lambda
 from visd_core.config import Config, save_config
 from visd_core.data.model_inputs import PromptSample, SampleError, collate, load_prompt, teacher_prompt_ids
 from visd_core.data.reader import JsonlReader
-from visd_core.judge import build_judge
+from visd_core.judge import FallbackMonitor, build_judge
 from visd_core.judge.base import JudgeRequest
 from visd_core.judge.rule import rule_feedback
 from visd_core.metrics import MetricsWriter, peak_memory_mb, plot_rewards
@@ -43,8 +46,9 @@ from visd_core.model.policy import EOS_IDS
 from visd_core.parallel import (Dist, all_reduce_max, all_reduce_mean, all_reduce_sum, clip_grad_norm_,
                                 copy_params_, destroy_distributed, ema_update_, frozen_copy, gathered,
                                 init_distributed)
+from visd_core.preflight import check_inputs
 from visd_core.rewards.reward import COMPONENTS, score_group
-from visd_core.rewards.temporal import training_progress
+from visd_core.rewards.temporal import sigma_progress
 from visd_core.rollout import generate
 from visd_core.teacher.corrupt import corrupt_reasoning
 from visd_core.tokenizer import load_tokenizer
@@ -52,6 +56,9 @@ from visd_core.tokenizer import load_tokenizer
 log = logging.getLogger("visd")
 TEACHER_CHUNK_TOKENS = 1024     # teacher logits live one chunk at a time: 1024 x 151,936 fp32 = 0.6 GB
 MAX_SAMPLE_TRIES = 8            # unreadable records skipped in a row before a step gives up
+# Why a rank skipped a sample while training (`data/skipped_<reason>`, summed over ranks); the
+# reader's load-time reasons (bad_json, missing_video, invalid, ...) are reported beside them.
+SAMPLE_SKIP_REASONS = ("unreadable_video", "prompt_too_long", "no_sft_target")
 
 
 class Trainer:
@@ -65,6 +72,7 @@ class Trainer:
             raise ValueError("algorithm.updates_per_batch != 1 is not implemented (the paper recipe uses 1: ρ = 1)")
         if cfg.training.grad_accum != 1 and cfg.training.stage != "sft":
             raise ValueError("training.grad_accum != 1 is implemented for the SFT stage only")
+        check_inputs(cfg)
         if cfg.kernels.backend != "auto":      # kernels/ reads the choice at every call
             os.environ["VISD_KERNEL_BACKEND"] = cfg.kernels.backend
         self.cfg = cfg
@@ -92,11 +100,12 @@ class Trainer:
         self.rng = random.Random(cfg.job.seed * 7919 + self.d.rank)                         # SFT teacher views
         self.teacher = None             # EMA / Sync-N copy, made at the start of RL while λ > 0
         self.judge = None
+        self.fallback_monitor = FallbackMonitor(cfg.judge)    # loud when the judge keeps falling back
         self.skipped: Counter[str] = Counter()
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
         self.ckpt_root = self.out / "checkpoints"
-        resume = ckpt.resolve_resume(self.ckpt_root, cfg.checkpoint.resume, self.d)
+        resume = ckpt.resolve_resume(self.ckpt_root, ckpt.effective_resume(cfg.checkpoint.resume), self.d)
         self.writer = MetricsWriter(self.out, enabled=self.d.is_main, resume=resume is not None)
         if self.d.is_main:
             save_config(cfg, self.out)
@@ -120,10 +129,21 @@ class Trainer:
             self._make_teacher()
         step, extra = ckpt.load_checkpoint(path, self.d, model=self.model, optimizer=self.opt, teacher=self.teacher)
         self.step = step
-        self.reader.load_state_dict(extra["reader"])
-        self.gen.set_state(extra["gen"])
-        self.rng.setstate(extra["rng"])
-        self.skipped = Counter(extra["skipped"])
+        if "all_ranks" in extra:        # written on another world size: convert the per-rank state
+            old = extra["all_ranks"]
+            self.reader.load_state_dicts([e["reader"] for e in old])
+            if self.d.rank < len(old):  # a surviving rank keeps its sampling streams
+                self.gen.set_state(old[self.d.rank]["gen"])
+                self.rng.setstate(old[self.d.rank]["rng"])
+            else:                       # a new rank: fresh streams, distinct from every old one
+                self.gen.manual_seed((self.cfg.job.seed * 1_000_003 + self.d.rank) ^ (step << 20))
+                self.rng.seed(self.cfg.job.seed * 7919 + self.d.rank + (step << 20))
+            self.skipped = sum((Counter(e["skipped"]) for e in old), Counter()) if self.d.is_main else Counter()
+        else:
+            self.reader.load_state_dict(extra["reader"])
+            self.gen.set_state(extra["gen"])
+            self.rng.setstate(extra["rng"])
+            self.skipped = Counter(extra["skipped"])
         self.nonfinite_in_a_row, self.nonfinite_total = extra["nonfinite_in_a_row"], extra["nonfinite_total"]
         self.writer.truncate_after(step)
         if self.d.is_main:
@@ -131,7 +151,13 @@ class Trainer:
 
     def save(self) -> None:
         ckpt.save_checkpoint(self.ckpt_root, self.step, self.d, model=self.model, optimizer=self.opt,
-                             teacher=self.teacher, extra=self._extra_state(), keep=self.cfg.checkpoint.keep)
+                             teacher=self.teacher, extra=self._extra_state(), keep=self.cfg.checkpoint.keep,
+                             before_commit=lambda: self._maybe_kill("save", self.step))
+
+    def _maybe_kill(self, point: str, step: int) -> None:
+        """VISD_INJECT_KILL="point:step:rank" (module docstring): die like a lost node, on the first attempt."""
+        if os.environ.get("VISD_INJECT_KILL") == f"{point}:{step}:{self.d.rank}" and ckpt.restart_count() == 0:
+            os.kill(os.getpid(), signal.SIGKILL)
 
     # ------------------------------------------------------------------------------ data
     def _next_samples(self, n: int, *, need_target: bool = False) -> list[PromptSample]:
@@ -146,13 +172,21 @@ class Trainer:
                 out.append(load_prompt(record, self.cfg.data, self.tok))
                 tries = 0
             except SampleError as e:
-                self.skipped["unreadable_or_too_long"] += 1
+                self.skipped[e.reason] += 1
                 tries += 1
                 if self.d.is_main or tries == 1:
                     log.warning("rank %d skipped a sample: %s", self.d.rank, e)
                 if tries >= MAX_SAMPLE_TRIES:
                     raise RuntimeError(f"{tries} samples in a row could not be loaded; last: {e}") from e
         return out
+
+    def _skip_metrics(self) -> dict[str, float]:
+        """data/skipped_<reason>: samples skipped while training (summed over ranks) and records skipped
+        at load (every rank reads the whole file, so rank 0's count); data/skipped: their total."""
+        m = all_reduce_sum({f"data/skipped_{r}": float(self.skipped[r]) for r in SAMPLE_SKIP_REASONS}, self.d)
+        m.update({f"data/skipped_{r}": float(n) for r, n in self.reader.skipped.items()})
+        m["data/skipped"] = sum(m.values())
+        return m
 
     # ------------------------------------------------------------------------------ shared update
     def _set_lr(self, stage: str, stage_step: int, stage_steps: int) -> float:
@@ -273,7 +307,7 @@ class Trainer:
 
         # 3. verifier reward and group advantages (visd eq. 10, 14)
         t = time.perf_counter()
-        progress = training_progress(rl_step - 1, self.rl_steps)
+        progress = sigma_progress(rl_step, cfg.reward, self.rl_steps)
         results = []
         for p, s in enumerate(samples):
             results += score_group(s.record, texts[p * G:(p + 1) * G], s.frame_size, progress, cfg.reward,
@@ -354,6 +388,9 @@ class Trainer:
         summary.update({f"time/{k}": v for k, v in timer.items()})
         summary.update({k: float(v) for k, v in judge_metrics.items()})
         m.update(all_reduce_mean(summary, self.d))
+        # after the reduction, so every rank sees the same share (an abort on one rank alone would hang)
+        if (msg := self.fallback_monitor.observe(self.step + 1, m)) and self.d.is_main:
+            log.warning(msg)
         m.update({"visd/lambda": lam, "optim/lr": lr, "time/step": dt,
                   "perf/tokens_per_s": tot["n/tokens"] / dt})
         return m
@@ -366,6 +403,7 @@ class Trainer:
         while self.step < self.total_steps:
             stage = "sft" if self.step < self.sft_steps else "rl"
             stage_step = self.step + 1 - (0 if stage == "sft" else self.sft_steps)
+            self._maybe_kill("step", self.step + 1)
             if stage == "rl" and stage_step == 1 and self.sft_steps > 0:
                 # RL starts from the SFT weights with a fresh optimizer, as the papers' RL runs start
                 # from an SFT checkpoint, so optim.rl_lr means the same in both. Carried over, SFT's
@@ -375,7 +413,7 @@ class Trainer:
             m = self.sft_step(stage_step) if stage == "sft" else self.rl_step(stage_step)
             self.step += 1
             m["mem/peak_mb"] = all_reduce_max({"mem": peak_memory_mb(self.d.device)}, self.d)["mem"]
-            m["data/skipped"] = float(sum(self.skipped.values()))
+            m.update(self._skip_metrics())
             self.writer.write(self.step, stage, m)
             if self.d.is_main:
                 shown = {"loss": m.get("sft/loss", m.get("loss/policy"))}
@@ -415,9 +453,11 @@ class Trainer:
         print(f"outputs in {self.out}: metrics.jsonl, config.toml, checkpoints/"
               + (", reward_curve.png" if png else "") + (", export/" if self.cfg.checkpoint.export else ""))
 
-    def close(self) -> None:
+    def close(self, barrier: bool = True) -> None:
+        """Release the judge and the process group; `barrier=False` after a failure."""
+        torch.set_flush_denormal(False)     # process-wide: later code in this process (tests) sees IEEE floats
         if self.judge is not None:
             self.judge.close()
-        if dist.is_initialized():
+        if barrier and dist.is_initialized():
             dist.barrier()
         destroy_distributed()

@@ -4,7 +4,7 @@ import logging
 from collections import Counter
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from visd_core.data.reader import JsonlReader
 from visd_core.data.schema import RecordError, parse_record
@@ -157,3 +157,72 @@ def test_resume_refuses_a_different_setup(tmp_path):
     more = write(tmp_path, [record(i) for i in range(7)], "more.jsonl")
     with pytest.raises(ValueError, match="num_records was 6, now 7"):
         JsonlReader(more, world_size=2).load_state_dict(state)
+
+
+def read_ranks(path, world, seed, states=None, counts=None):
+    """One reader per rank of a `world`-rank run; resumed from `states` (any world size) when given.
+    Each rank reads counts[rank] records (default: the rest of the epoch). Returns (ids, states)."""
+    ids, out = [], []
+    for rank in range(world):
+        r = JsonlReader(path, rank=rank, world_size=world, seed=seed)
+        if states is not None:
+            r.load_state_dicts(states)
+        if counts is None:
+            got = [rec.id for rec in r]                 # the rest of the current epoch
+        else:
+            it = iter(r)
+            got = [next(it).id for _ in range(counts[rank])]
+        ids.append(got)
+        out.append(r.state_dict())
+    return ids, out
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 17), old=st.integers(1, 4), new=st.integers(1, 4), seed=st.integers(0, 3),
+       data=st.data())
+def test_resume_on_another_world_size_reads_every_record_of_the_epoch_once(tmp_path_factory, n, old, new, seed,
+                                                                             data):
+    """A run on `old` ranks is checkpointed mid-epoch (ranks at different positions: skips make them
+    differ) and resumed on `new` ranks: the rest of the epoch is exactly the records no old rank read."""
+    assume(old != new)                                  # same size: each rank resumes its own position
+    path = write(tmp_path_factory.mktemp("resize"), [record(i) for i in range(n)])
+    per_rank = -(-n // old)
+    counts = [data.draw(st.integers(0, per_rank - 1)) for _ in range(old)]
+    before, states = read_ranks(path, old, seed, counts=counts)
+    after, new_states = read_ranks(path, new, seed, states=states)
+    seen = Counter(i for ranks in before + after for i in ranks)
+    assert set(seen) == {f"r{i}" for i in range(n)}                   # nothing of the epoch lost
+    left = n if n % old == 0 else per_rank * old                      # the old epoch incl. its padding
+    remainder = left - sum(counts)
+    assert sum(len(a) for a in after) == -(-remainder // new) * new   # dealt evenly over the new ranks
+    assert sum(seen.values()) - n <= (-n % old) + (-remainder % new)  # only wrap-around padding repeats
+    if n % old == 0 and remainder % new == 0:
+        assert all(c == 1 for c in seen.values())
+    assert {len(a) for a in after} == {-(-remainder // new)}          # lockstep on the new ranks
+    # the next epoch is the plain seeded order of the new world size
+    nxt = JsonlReader(path, rank=0, world_size=new, seed=seed)
+    nxt.load_state_dict(new_states[0])
+    fresh = JsonlReader(path, rank=0, world_size=new, seed=seed)
+    fresh.epoch = 1
+    assert [r.id for r in nxt] == [r.id for r in fresh]
+
+
+def test_resize_twice_and_ranks_in_different_epochs(tmp_path):
+    path = write(tmp_path, [record(i) for i in range(12)])
+    before, states = read_ranks(path, 2, 5, counts=[2, 3])            # rank 1 skipped one more sample
+    mid, states = read_ranks(path, 1, 5, states=states, counts=[4])   # 2 -> 1 ranks
+    after, _ = read_ranks(path, 3, 5, states=states)                  # 1 -> 3 ranks
+    seen = Counter(i for ranks in before + mid + after for i in ranks)
+    assert seen == Counter(f"r{i}" for i in range(12))                # each once: 5 + 4 + 3 = 12
+    # rank 1 already crossed into epoch 1 (it read its 6 and one more); rank 0 is at 5 of 6
+    a = JsonlReader(path, rank=0, world_size=2, seed=5)
+    b = JsonlReader(path, rank=1, world_size=2, seed=5)
+    ia, ib = iter(a), iter(b)
+    read = [next(ia).id for _ in range(5)] + [next(ib).id for _ in range(6)]
+    next(iter(b))                                                     # the first record of epoch 1 (as the trainer asks)
+    assert (a.epoch, a.position, b.epoch, b.position) == (0, 5, 1, 1)
+    c = JsonlReader(path, rank=0, world_size=1, seed=5)
+    c.load_state_dicts([a.state_dict(), b.state_dict()])
+    rest = [r.id for r in c]                                          # the rest of epoch 0 only
+    assert c.epoch == 1 and len(rest) == 1
+    assert sorted(read + rest) == sorted(f"r{i}" for i in range(12))

@@ -129,3 +129,34 @@ def test_box_to_pixels():
     assert box_to_pixels([0.125, 0.0, 0.375, 0.5], 4, 4) == [1, 0, 2, 2]     # halves round up
     with pytest.raises(ValueError, match="not normalized"):
         box_to_pixels([0.5, 0.2, 0.4, 0.3], 112, 84)
+
+
+def _faststart_copy(src: str, dst: str) -> bytes:
+    """`src` remuxed with its index (moov) first, as streaming files are: a cut-off copy still opens."""
+    import av
+    with av.open(src) as i, av.open(dst, "w", options={"movflags": "faststart"}) as o:
+        s = i.streams.video[0]
+        out = o.add_stream_from_template(s)
+        for p in i.demux(s):
+            if p.dts is not None:
+                p.stream = out
+                o.mux(p)
+    return open(dst, "rb").read()
+
+
+def test_a_video_cut_off_mid_stream_is_refused_not_shortened(tmp_path):
+    """Cut after its first frames, a faststart mp4 still opens and decodes them, then ends: reading
+    it as a shorter video would silently misplace every verified time; it must fail (SampleError)."""
+    from visd_core.data.synthetic import generate
+    generate(str(tmp_path / "d"), n=1, seed=0, n_val=0, workers=1, progress=False)
+    src = next((tmp_path / "d" / "videos").glob("*.mp4"))
+    data = _faststart_copy(str(src), str(tmp_path / "fs.mp4"))
+    assert read_video(str(tmp_path / "fs.mp4"), 4).total_frames == 40      # whole: fine
+    messages = []
+    for frac in (0.3, 0.5, 0.7, 0.9):        # some cuts stop the decoder with an error, some just end it
+        cut = tmp_path / f"cut{frac}.mp4"
+        cut.write_bytes(data[: int(len(data) * frac)])
+        with pytest.raises(ValueError) as e:
+            read_video(str(cut), 4)
+        messages.append(str(e.value))
+    assert any("of the 40 frames its header declares" in m for m in messages), messages

@@ -11,6 +11,8 @@ behaviour of its list (the last one repeats). Behaviours:
   400         400 with an OpenAI-style error body
   nonjson     200 with an HTML body
   nofeedback  200, valid JSON without the "feedback" key
+  empty       200, content "" with finish_reason "length" (a reasoning model out of token budget)
+  null        200, content null with finish_reason "length"
   close       200 headers promising a body, a part of it, then the connection is closed
   idle_close  as ok, then the connection is closed without notice (a server's keep-alive timeout)
 Every request is recorded (arrival time, headers, decoded body).
@@ -23,9 +25,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-def completion(content: str) -> bytes:
+def completion(content: str | None, finish_reason: str = "stop") -> bytes:
     return json.dumps({"id": "cmpl-test", "object": "chat.completion", "model": "judge-test",
-                       "choices": [{"index": 0, "finish_reason": "stop",
+                       "choices": [{"index": 0, "finish_reason": finish_reason,
                                     "message": {"role": "assistant", "content": content}}]}).encode()
 
 
@@ -118,6 +120,10 @@ class FakeOpenAI:
                     self._send(200, b"<html><body>502 Bad Gateway</body></html>")
                 elif what == "nofeedback":
                     self._send(200, completion('{"verdict": "wrong"}'))
+                elif what == "empty":
+                    self._send(200, completion("", "length"))
+                elif what == "null":
+                    self._send(200, completion(None, "length"))
                 elif what == "close":
                     self.send_response(200)
                     self.send_header("Content-Type", "application/json")

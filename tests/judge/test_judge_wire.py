@@ -3,11 +3,13 @@ import json
 
 import pytest
 
-from visd_core.judge.wire import MAX_FEEDBACK_CHARS, BadReply, parse_feedback, parse_reply, request_body
+from visd_core.judge.wire import (MAX_FEEDBACK_CHARS, BadReply, EmptyContent, parse_feedback, parse_reply,
+                                  request_body)
 
 
-def _reply(content) -> bytes:
-    return json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
+def _reply(content, finish_reason: str = "stop") -> bytes:
+    return json.dumps({"choices": [{"finish_reason": finish_reason,
+                                    "message": {"role": "assistant", "content": content}}]}).encode()
 
 
 @pytest.mark.parametrize("content", [
@@ -38,11 +40,21 @@ def test_rejects_anything_else(content, match):
     (b"<html>502</html>", "body is not JSON"),
     (b'{"error": {"message": "overloaded"}}', "no choices"),
     (b'{"choices": []}', "no choices"),
-    (_reply(None), "content must be a string"),
+    (_reply(3), "content must be a string"),
 ])
 def test_rejects_malformed_bodies(body, match):
     with pytest.raises(BadReply, match=match):
         parse_reply(body)
+
+
+@pytest.mark.parametrize("content", ["", None, "  \n"])
+def test_empty_content_is_its_own_error(content):
+    # A reasoning model that spent its whole budget on reasoning answers 200 with nothing in it.
+    with pytest.raises(EmptyContent, match="empty message content \\(finish_reason 'length'\\)"):
+        parse_reply(_reply(content, "length"))
+    with pytest.raises(BadReply) as e:
+        parse_reply(_reply('{"verdict": "x"}'))
+    assert not isinstance(e.value, EmptyContent)
 
 
 def test_feedback_is_capped():
@@ -58,3 +70,6 @@ def test_request_body_is_chat_completions():
                     "temperature": 0.0, "max_tokens": 256}
     gpt5 = json.loads(request_body("m", "sys", "usr", 1.0, 256, "max_completion_tokens"))
     assert gpt5["max_completion_tokens"] == 256 and "max_tokens" not in gpt5
+    assert "reasoning_effort" not in gpt5
+    low = json.loads(request_body("m", "sys", "usr", 1.0, 2048, "max_completion_tokens", "low"))
+    assert low["reasoning_effort"] == "low"

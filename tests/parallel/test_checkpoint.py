@@ -52,14 +52,17 @@ def test_resume_spec_errors_and_auto(tmp_path, world1):
     assert resolve_resume(root, "auto", world1) is None          # nothing yet: start fresh
     (root / "step_000005").mkdir(parents=True)                   # no marker: incomplete
     assert resolve_resume(root, "auto", world1) is None
+    assert not (root / "step_000005").exists()                   # a crashed save's leftovers are removed
+    (root / "step_000005").mkdir(parents=True)
     with pytest.raises(ValueError, match="incomplete checkpoint"):
         resolve_resume(root, str(root / "step_000005"), world1)
     with pytest.raises(ValueError, match="no such directory"):
         resolve_resume(root, str(root / "step_000777"), world1)
     (root / "step_000003").mkdir()
     (root / "step_000003" / MARKER).write_text('{"step": 3, "world_size": 1, "teacher": false}')
+    assert (root / "step_000005").exists()                       # named by the user: an error, kept
     assert resolve_resume(root, "auto", world1) == root / "step_000003"
-    assert complete_checkpoints(root) == [root / "step_000003"]
+    assert complete_checkpoints(root) == [root / "step_000003"] and not (root / "step_000005").exists()
 
 
 def test_save_rejects_keep_below_two_and_load_rejects_missing_teacher(tmp_path, world1, tiny_fsdp):

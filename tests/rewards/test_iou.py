@@ -1,6 +1,6 @@
 import pytest
 
-from visd_core.rewards.iou import box_iou, coverage_iou, interval_iou, scale_box
+from visd_core.rewards.iou import box_iou, coverage_iou, interval_iou, object_iou, scale_box
 
 
 def test_interval_iou_worked_examples():
@@ -37,6 +37,14 @@ def test_coverage_iou_is_iou_for_one_box_and_mean_over_instances():
     assert coverage_iou([a], [a, b]) == 0.5                 # one of two instances found
     assert coverage_iou([a, b], [a, b]) == 1.0
     assert coverage_iou([], [a]) == 0.0 and coverage_iou([a], []) == 0.0
+
+
+def test_object_iou_max_is_the_equations_mean_is_coverage():
+    a, b, half_a = (0, 0, 10, 10), (20, 20, 30, 30), (0, 0, 10, 5)
+    assert object_iou([a], [a, b]) == 1.0 and object_iou([a], [a, b], "mean") == 0.5      # visd eq. 13
+    assert object_iou([half_a, b], [a]) == 0.5 == object_iou([half_a, b], [a], "mean")   # best predicted box
+    assert object_iou([half_a], [a]) == 0.5 == object_iou([half_a], [a], "mean")         # one GT box: equal
+    assert object_iou([], [a]) == 0.0 and object_iou([a], []) == 0.0
 
 
 def test_scale_box_denormalizes_into_the_resized_frame():

@@ -123,6 +123,7 @@ def test_group_equals_one_by_one_and_truncation_flag(make_record):
 @pytest.mark.parametrize("kwargs,match", [
     ({"frame_size": (0, 10)}, "frame_size"), ({"frame_size": (10.5, 10)}, "frame_size"),
     ({"progress": 1.5}, "progress"), ({"cfg": Reward(spatial="max")}, "reward.spatial"),
+    ({"cfg": Reward(multi_instance="median")}, "reward.multi_instance"),
     ({"truncated": [True, False]}, "truncated"),
 ])
 def test_caller_errors_are_value_errors(make_record, kwargs, match):
@@ -130,6 +131,26 @@ def test_caller_errors_are_value_errors(make_record, kwargs, match):
             "progress": 0.5, "cfg": Reward(), **kwargs}
     with pytest.raises(ValueError, match=match):
         score_group(**args)
+
+
+TWO_CATS = {"key_frames": [{"time": 2.0, "idx": 0}],
+            "key_items": {"0": {"black cat": [[0.1, 0.1, 0.2, 0.3], [0.5, 0.5, 0.75, 1.0]]}}}
+
+
+@pytest.mark.parametrize("spatial", ["max_iou", "object_aware"])
+@pytest.mark.parametrize("multi_instance,expect", [(None, 1.0), ("max", 1.0), ("mean", 0.5)])
+def test_one_box_on_one_of_two_instances(make_record, spatial, multi_instance, expect):
+    # visd eq. 13 / visioncoach eq. 8 take the max over the object's boxes (the default); the
+    # released code's "mean" asks for every instance.
+    cfg = Reward(spatial=spatial) if multi_instance is None else Reward(spatial=spatial, multi_instance=multi_instance)
+    rec = make_record("st_freeform", answer="a cat", **TWO_CATS)
+    r = one(rec, f"<think>The <obj>cat</obj><box>{CAT}</box>at<t>2.0</t>s sits.</think><answer>a cat</answer>",
+            cfg=cfg)
+    assert r.components["thk_spa"] == pytest.approx(expect)
+    rec = make_record("visual_qa", answer="black cat", **TWO_CATS)
+    r = one(rec, f"<think><obj>black cat</obj><box>{CAT}</box></think><answer><obj>black cat</obj><box>{CAT}</box>"
+                 "</answer>", cfg=cfg)
+    assert r.components["ans_spa"] == pytest.approx(expect) and r.components["thk_spa"] == pytest.approx(expect)
 
 
 def test_visual_qa_answer_not_named_in_evidence_uses_all_its_boxes(make_record):

@@ -54,10 +54,22 @@ def test_object_aware_scores_only_the_named_object():
     assert max_iou_reward(claim, FRAMES, tau=1.0) == 1.0
 
 
-def test_multi_box_claims_cover_multi_instance_objects():
+@pytest.mark.parametrize("reward", [max_iou_reward, object_aware_reward])
+def test_multi_instance_object_takes_the_max_over_its_boxes_by_default(reward):
+    # visd eq. 13 / visioncoach eq. 8: max over b* ∈ ℬ*(t̃_m) — one box on one of two people is exact.
     frames = [FrameEvidence(1.0, {"person": [CAT, DOG]})]
-    assert object_aware_reward([Claim("person", [CAT], 1.0)], frames, 1.0) == pytest.approx(0.5)
-    assert object_aware_reward([Claim("person", [CAT, DOG], 1.0)], frames, 1.0) == 1.0
+    assert reward([Claim("person", [CAT], 1.0)], frames, 1.0) == 1.0
+    assert reward([Claim("person", [HALF_CAT], 1.0)], frames, 1.0) == pytest.approx(0.5)
+    assert reward([Claim("person", [CAT, DOG], 1.0)], frames, 1.0) == 1.0
+
+
+@pytest.mark.parametrize("reward", [max_iou_reward, object_aware_reward])
+def test_multi_instance_mean_is_the_released_codes_coverage(reward):
+    frames = [FrameEvidence(1.0, {"person": [CAT, DOG]})]
+    assert reward([Claim("person", [CAT], 1.0)], frames, 1.0, "mean") == pytest.approx(0.5)
+    assert reward([Claim("person", [CAT, DOG], 1.0)], frames, 1.0, "mean") == 1.0
+    # One ground-truth box: both readings are IoU(b_m, b*).
+    assert reward([Claim("dog", [DOG], 6.0)], FRAMES, 1.0, "mean") == reward([Claim("dog", [DOG], 6.0)], FRAMES, 1.0)
 
 
 def test_no_claims_no_supervision_zero_area():
@@ -69,3 +81,4 @@ def test_no_claims_no_supervision_zero_area():
 def test_visual_qa_think_boxes_take_the_best():
     assert think_box_reward([DOG, HALF_CAT], [CAT]) == 0.5
     assert think_box_reward([], [CAT]) == 0.0
+    assert think_box_reward([CAT], [CAT, DOG]) == 1.0 and think_box_reward([CAT], [CAT, DOG], "mean") == 0.5

@@ -3,7 +3,8 @@ import math
 import pytest
 
 from visd_core.config import Reward
-from visd_core.rewards.temporal import keyframe_proximity, nearest, segment_inclusion, sigma_at, training_progress
+from visd_core.rewards.temporal import (keyframe_proximity, nearest, segment_inclusion, sigma_at, sigma_progress,
+                                        training_progress)
 
 
 def test_sigma_schedule_start_switch_and_end():
@@ -28,6 +29,17 @@ def test_training_progress_is_one_based():
     assert training_progress(150, 100) == 1.0
     with pytest.raises(ValueError):
         training_progress(0, 0)
+
+
+def test_sigma_clock_is_reward_sigma_steps_not_the_rl_stage():
+    # the 7B recipe stops at step 1200 of the paper's 2250-step epoch: σ there is 4·(1 − 1200/2250),
+    # not the 1 that a clock over rl_steps = 1200 would give
+    cfg = Reward(sigma_steps=2250)
+    assert sigma_progress(1, cfg, rl_steps=1200) == 1 / 2250                  # 1-based RL step
+    assert sigma_progress(1200, cfg, rl_steps=1200) == pytest.approx(1200 / 2250)
+    assert sigma_at(sigma_progress(1200, cfg, rl_steps=1200), cfg) == pytest.approx(4 * (1 - 1200 / 2250))
+    assert sigma_progress(300, Reward(sigma_steps=200), rl_steps=400) == 1.0   # past the horizon: σ_min
+    assert sigma_progress(100, Reward(), rl_steps=200) == 0.5                   # 0 = the RL stage's length
 
 
 def test_nearest_breaks_ties_toward_the_earlier_time():

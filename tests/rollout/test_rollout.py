@@ -1,6 +1,7 @@
 """Rollouts with a KV cache agree with a full forward, stop, pad and stay in lockstep."""
 import dataclasses
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from visd_core.config import Config, Rollout
 from visd_core.model.build import build_unsharded
 from visd_core.model.logits import completion_logits
 from visd_core.model.policy import ENDOFTEXT_ID, EOS_IDS
+from tests.deprecations import is_deprecation
 from visd_core.rollout import generate, sample_next
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "model"))
@@ -70,6 +72,18 @@ def test_stop_padding_and_lockstep(model):
     assert roll.lengths.tolist() == [1, 1, 1, 1] and not roll.truncated.any()
     assert (roll.completion_ids[:, 1:] == ENDOFTEXT_ID).all() and not roll.completion_mask[:, 1:].any()
     assert (roll.logprobs[:, 1:] == 0).all()
+
+
+def test_decoding_uses_no_deprecated_cache_api(model):
+    # transformers 5.24 renamed the KV cache argument and output field past_key_values -> cache; the
+    # old names warn (FutureWarning, and a log record) and go in 5.40, inside our transformers range
+    seqs = tiny_sequences(1, seed=5)
+    cfg = Rollout(group_size=2, temperature=1.0, top_p=0.95, max_new_tokens=3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        generate(model, left_padded_prompts(seqs), cfg, group_size=2, stop_ids=EOS_IDS, pad_id=ENDOFTEXT_ID,
+                 generator=torch.Generator().manual_seed(0))
+    assert [str(w.message) for w in caught if is_deprecation(w.category, str(w.message))] == []
 
 
 def test_sample_next_top_p_and_temperature():

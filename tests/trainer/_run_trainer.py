@@ -1,6 +1,10 @@
-"""torchrun worker: train with a config + overrides, then record a checksum of the full parameters per rank."""
+"""torchrun worker: train with a config + overrides, then record a checksum of the full parameters per rank.
+With VISD_TEST_SEEN_IDS=1 every record id the rank's reader yields is appended to seen_rank<R>.txt
+(flushed per record: a killed rank leaves what it read)."""
 import hashlib
 import json
+import logging
+import os
 import sys
 
 import torch
@@ -19,8 +23,21 @@ def checksum(model) -> str:
     return h.hexdigest()
 
 
+logging.basicConfig(level=logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING,
+                    format="%(levelname)s %(name)s: %(message)s")
 cfg = load_config(sys.argv[1], sys.argv[2:])
 trainer = Trainer(cfg)
+if os.environ.get("VISD_TEST_SEEN_IDS"):
+    seen = cfg.dump_folder / f"seen_rank{trainer.d.rank}.txt"
+
+    class LoggedReader(type(trainer.reader)):
+        def __iter__(self):
+            for record in super().__iter__():
+                with seen.open("a") as f:
+                    f.write(record.id + "\n")
+                yield record
+
+    trainer.reader.__class__ = LoggedReader
 before = checksum(trainer.model)
 trainer.train()
 after = checksum(trainer.model)

@@ -5,7 +5,7 @@ import torch
 from visd_core.config import load_config
 from visd_core.data.synthetic import generate
 from visd_core.trainer import Trainer
-from tests.trainer.test_trainer_torchrun import ROOT
+from tests.trainer.launch import ROOT
 
 
 def test_rl_stage_starts_with_a_fresh_optimizer_and_its_own_batch(tmp_path, monkeypatch):

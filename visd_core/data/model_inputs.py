@@ -24,7 +24,12 @@ from visd_core.tokenizer import QwenTokenizer
 
 
 class SampleError(ValueError):
-    """A record that cannot become model inputs (unreadable video, prompt too long): skip and count."""
+    """A record that cannot become model inputs: skip it and count it under `reason`
+    ("unreadable_video": a missing, corrupt or truncated file; "prompt_too_long")."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass
@@ -45,7 +50,8 @@ def load_prompt(record: Record, cfg: DataCfg, tok: QwenTokenizer) -> PromptSampl
         video = read_video(record.video_path, cfg.num_frames if cfg.fps <= 0 else None,
                            fps=cfg.fps if cfg.fps > 0 else None, min_frames=cfg.min_frames, max_frames=cfg.max_frames)
     except Exception as e:      # a corrupt or unreadable file: the caller skips and counts it
-        raise SampleError(f"{record.id}: cannot read video {record.video_path}: {type(e).__name__}: {e}") from e
+        raise SampleError(f"{record.id}: cannot read video {record.video_path}: {type(e).__name__}: {e}",
+                          "unreadable_video") from e
     vis = frames_to_image_inputs(video.frames, cfg.min_pixels, cfg.max_pixels)
     counts = vis.tokens_per_item()
     _, gh, gw = vis.grid_thw[0].tolist()
@@ -56,7 +62,7 @@ def load_prompt(record: Record, cfg: DataCfg, tok: QwenTokenizer) -> PromptSampl
                                         add_generation_prompt=True)
     if len(sample.prompt_ids) > cfg.max_prompt_len:
         raise SampleError(f"{record.id}: prompt of {len(sample.prompt_ids)} tokens exceeds data.max_prompt_len "
-                          f"= {cfg.max_prompt_len}")
+                          f"= {cfg.max_prompt_len}", "prompt_too_long")
     return sample
 
 

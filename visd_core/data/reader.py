@@ -43,6 +43,7 @@ class JsonlReader:
             raise ValueError(f"{path}: no valid records ({self._skip_summary()})")
         self.epoch = 0
         self.position = 0       # records of the current epoch already yielded on this rank
+        self._remainder: np.ndarray | None = None   # the current epoch's order after a world-size change
 
     # -- loading ---------------------------------------------------------------------------------
     def _skip(self, lineno: int, reason: str, message: str) -> None:
@@ -85,43 +86,105 @@ class JsonlReader:
 
     # -- order -----------------------------------------------------------------------------------
     def __len__(self) -> int:
-        """Records per rank per epoch (the same on every rank)."""
+        """Records per rank in a full epoch (the same on every rank)."""
         return -(-len(self.records) // self.world_size)
 
-    def epoch_indices(self, epoch: int) -> list[int]:
-        """This rank's record indices for `epoch`. The epoch's permutation (seeded by seed and epoch)
-        is padded by wrapping around to a multiple of world_size, as torch's DistributedSampler
-        does, so every rank gets len(self) records and the ranks stay in lockstep under FSDP;
-        rank r takes every world_size-th index starting at r."""
+    def _global_order(self, epoch: int) -> np.ndarray:
+        """The epoch's record indices over all ranks, before padding: the seeded permutation, or
+        what was left of it when a resumed run changed world size (see `load_state_dicts`)."""
+        if self._remainder is not None and epoch == self.epoch:
+            return self._remainder
         n = len(self.records)
-        order = (np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle
-                 else np.arange(n))
-        padded = np.resize(order, len(self) * self.world_size)     # np.resize repeats from the start
+        return np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
+
+    def epoch_indices(self, epoch: int) -> list[int]:
+        """This rank's record indices for `epoch`. The epoch's order (seeded by seed and epoch) is
+        padded by wrapping around to a multiple of world_size, as torch's DistributedSampler does,
+        so every rank gets the same count and the ranks stay in lockstep under FSDP; rank r takes
+        every world_size-th index starting at r."""
+        order = self._global_order(epoch)
+        per_rank = -(-len(order) // self.world_size)
+        padded = np.resize(order, per_rank * self.world_size)     # np.resize repeats from the start
         return padded[self.rank::self.world_size].tolist()
 
     def __iter__(self):
         """Yield the rest of the current epoch; when it is exhausted the next epoch begins."""
-        if self.position >= len(self):      # the consumer stopped right after the last record
-            self.epoch, self.position = self.epoch + 1, 0
         indices = self.epoch_indices(self.epoch)
+        if self.position >= len(indices):   # the consumer stopped right after the last record
+            self._next_epoch()
+            indices = self.epoch_indices(self.epoch)
         while self.position < len(indices):
             i = indices[self.position]
             self.position += 1
             yield self.records[i]
-        self.epoch, self.position = self.epoch + 1, 0
+        self._next_epoch()
+
+    def _next_epoch(self) -> None:
+        self.epoch, self.position, self._remainder = self.epoch + 1, 0, None
 
     # -- resume ----------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "position": self.position, "seed": self.seed,
-                "world_size": self.world_size, "num_records": len(self.records)}
+                "world_size": self.world_size, "num_records": len(self.records),
+                "remainder": None if self._remainder is None else self._remainder.tolist()}
+
+    def _check_same_data(self, state: dict) -> None:
+        for key in ("seed", "num_records"):
+            if state[key] != self.state_dict()[key]:
+                raise ValueError(f"cannot resume {self.path}: {key} was {state[key]}, now {self.state_dict()[key]}")
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue exactly where `state` was taken. The order is a function of (seed, epoch, number
-        of records, world size), so a change in any of them would silently change it: refuse."""
-        mine = self.state_dict()
-        for key in ("seed", "world_size", "num_records"):
-            if state[key] != mine[key]:
-                raise ValueError(f"cannot resume {self.path}: {key} was {state[key]}, now {mine[key]}")
-        if not 0 <= state["position"] <= len(self):
-            raise ValueError(f"cannot resume {self.path}: position {state['position']} outside [0, {len(self)}]")
-        self.epoch, self.position = state["epoch"], state["position"]
+        """Continue exactly where `state` was taken, on the same world size (`load_state_dicts`
+        converts a position taken on another one). The order is a function of (seed, epoch, number
+        of records), so a change in either would silently change it: refuse."""
+        self._check_same_data(state)
+        if state["world_size"] != self.world_size:
+            raise ValueError(f"cannot resume {self.path}: world_size was {state['world_size']}, now "
+                             f"{self.world_size} (pass every old rank's state to load_state_dicts)")
+        self.epoch = state["epoch"]
+        rem = state.get("remainder")
+        self._remainder = None if rem is None else np.asarray(rem, dtype=np.int64)
+        n = len(self.epoch_indices(self.epoch))
+        if not 0 <= state["position"] <= n:
+            raise ValueError(f"cannot resume {self.path}: position {state['position']} outside [0, {n}]")
+        self.position = state["position"]
+
+    def load_state_dicts(self, states: list[dict]) -> None:
+        """Resume from the states of every rank of a run on any world size (states[r] from rank r).
+
+        Same world size: this rank's own state. Another one (a node lost, GPUs added): the records
+        of the current epoch that no old rank has consumed yet, in the epoch's order, become this
+        epoch's remainder, dealt round-robin over the new ranks, so every record of the epoch is
+        still consumed exactly once; later epochs follow the normal seeded order. Old ranks that had
+        already moved on to the next epoch (skips make positions differ) consumed all of their share
+        of this one; the few records they took from the next epoch may be seen again (logged)."""
+        if len(states) != states[0]["world_size"]:
+            raise ValueError(f"cannot resume {self.path}: {len(states)} rank states for a world of "
+                             f"{states[0]['world_size']}")
+        if len(states) == self.world_size:
+            self.load_state_dict(states[self.rank])
+            return
+        for s in states:
+            self._check_same_data(s)
+        epoch = min(s["epoch"] for s in states)
+        old = JsonlReader.__new__(JsonlReader)      # the old world's view of that epoch
+        old.records, old.seed, old.shuffle, old.world_size = self.records, self.seed, self.shuffle, len(states)
+        old.epoch, old._remainder = epoch, None
+        carried = [s for s in states if s["epoch"] == epoch and s.get("remainder") is not None]
+        if carried:                                 # the old run had itself been resized in this epoch
+            old._remainder = np.asarray(carried[0]["remainder"], dtype=np.int64)
+        order = old._global_order(epoch)
+        per_rank = -(-len(order) // old.world_size)
+        padded = np.resize(order, per_rank * old.world_size)
+        consumed = np.zeros(len(padded), dtype=bool)
+        ahead = 0
+        for r, s in enumerate(states):
+            done = s["position"] if s["epoch"] == epoch else per_rank
+            ahead += s["position"] if s["epoch"] > epoch else 0
+            consumed[r::old.world_size][:done] = True
+        self.epoch, self.position = epoch, 0
+        self._remainder = padded[~consumed].astype(np.int64)
+        if self.rank == 0:
+            log.warning("%s: resuming a %d-rank position on %d ranks: %d records of epoch %d left, dealt over "
+                        "the new ranks%s", self.path, len(states), self.world_size, len(self._remainder), epoch,
+                        f"; {ahead} records already read from epoch {epoch + 1} will be read again" if ahead else "")

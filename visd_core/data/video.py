@@ -64,6 +64,9 @@ def sample_frame_indices(total_frames: int, num_frames: int | None = 16, *, vide
     return np.linspace(0, total_frames - 1, n).round().astype(int).tolist()
 
 
+MAX_MISSING_FRAMES = 1     # a header may overcount by an edit-list frame; more means a cut-off file
+
+
 def _count_frames(path: str) -> int:
     """Frame count by demuxing packets (no decode), for containers whose header has none."""
     with av.open(path) as container:
@@ -103,7 +106,12 @@ def read_video(path: str, num_frames: int | None = 16, *, fps: float | None = No
     indices = sample_frame_indices(total, num_frames, video_fps=video_fps, fps=fps,
                                    min_frames=min_frames, max_frames=max_frames)
     kept, decoded, video_fps = _decode_at(path, indices)
-    if decoded != total:    # the header's count was wrong: resample over the frames that exist
+    if decoded < total - MAX_MISSING_FRAMES:
+        # A file cut off mid-stream decodes its first frames and then simply ends: read as is it would
+        # become a shorter video whose verified times and key frames no longer fit. Refuse it.
+        raise ValueError(f"{path}: decoded {decoded} of the {total} frames its header declares "
+                         "(truncated or corrupt)")
+    if decoded != total:    # the header's count was off by a little: resample over the frames that exist
         total = decoded
         indices = sample_frame_indices(total, num_frames, video_fps=video_fps, fps=fps,
                                        min_frames=min_frames, max_frames=max_frames)

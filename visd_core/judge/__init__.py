@@ -13,11 +13,12 @@ from pathlib import Path
 from visd_core.config import Judge as JudgeConfig
 from visd_core.judge.base import Judge, JudgeBatch, JudgeRequest
 from visd_core.judge.cache import FeedbackCache
+from visd_core.judge.fallback_monitor import FallbackMonitor
 from visd_core.judge.http_judge import HTTPJudge
 from visd_core.judge.rule import RuleJudge, rule_feedback
 
 __all__ = ["Judge", "JudgeBatch", "JudgeRequest", "RuleJudge", "HTTPJudge", "FeedbackCache",
-           "rule_feedback", "build_judge"]
+           "FallbackMonitor", "rule_feedback", "build_judge"]
 
 
 def build_judge(cfg: JudgeConfig, dump_folder: str | Path) -> Judge:

@@ -29,13 +29,15 @@ from visd_core.judge.base import Judge, JudgeBatch, JudgeRequest
 from visd_core.judge.cache import FeedbackCache, cache_key
 from visd_core.judge.prompts import build_prompts
 from visd_core.judge.rule import RuleJudge
-from visd_core.judge.wire import BadReply, parse_reply, request_body
+from visd_core.judge.wire import BadReply, EmptyContent, parse_reply, request_body
 
 log = logging.getLogger(__name__)
 
 # Why a sample fell back to the rule judge (metrics `judge/fallback_<cause>`). http_4xx also
-# covers any other status that is neither 2xx, 429 nor 5xx; error is a bug in this client.
-CAUSES = ("timeout", "connection", "http_429", "http_5xx", "http_4xx", "bad_reply", "deadline", "error")
+# covers any other status that is neither 2xx, 429 nor 5xx; empty_content is a 200 whose message
+# is empty (a reasoning model out of token budget); error is a bug in this client.
+CAUSES = ("timeout", "connection", "http_429", "http_5xx", "http_4xx", "bad_reply", "empty_content",
+          "deadline", "error")
 MAX_BODY_BYTES = 4 << 20     # a chat reply of 1,000 characters of feedback is far below this
 
 
@@ -134,7 +136,8 @@ class HTTPJudge(Judge):
                 feedback[i], source[i] = hit, "cache"
                 continue
             calls[key] = c = _Call(key, request_body(self.cfg.model, system, user, self.cfg.temperature,
-                                                     self.cfg.max_tokens, self.cfg.max_tokens_field))
+                                                     self.cfg.max_tokens, self.cfg.max_tokens_field,
+                                                     self.cfg.reasoning_effort))
             owners[key] = [i]
             futures[self._pool.submit(self._run, c, deadline, stop)] = c     # start while building the rest
         done, _ = wait(futures, timeout=max(0.0, deadline - time.monotonic()))
@@ -261,6 +264,10 @@ class HTTPJudge(Judge):
         if status == 200:
             try:
                 return parse_reply(data)
+            except EmptyContent as e:
+                # Not retried: the same prompt under the same token budget runs out the same way
+                # (the fix is judge.max_tokens / judge.reasoning_effort), and a retry doubles the cost.
+                raise _Fatal("empty_content", str(e)) from None
             except BadReply as e:
                 raise _Fatal("bad_reply", str(e)) from None
         excerpt = " ".join(data[:200].decode("utf-8", "replace").split())

@@ -9,7 +9,9 @@ evidence it writes 2-3 sentences, in the order G.1 asks for:
   3. the single most likely error cause, `Diagnosis.main_issue()` (but a grounding issue before
      the answer and format flags when the answer is wrong), stated against the hidden evidence
      ("the reasoning cites 2.0s but the verified window is 3.2–5.0s").
-Same inputs, same words: no randomness, no clock.
+Same inputs, same words: no randomness, no clock. The answer's window and option are read with
+the verifier's own parser and IoU (rewards/parse.py, rewards/iou.py), so feedback never calls right
+what the reward scored wrong (an inverted window, bare numbers without <t> tags, a lower-case letter).
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from visd_core.judge.base import Judge, JudgeBatch, JudgeRequest
 from visd_core.judge.evidence import (fmt_sec, fmt_window, object_location, option_label,
                                       standard_answer)
 from visd_core.rewards.diagnosis import Diagnosis
+from visd_core.rewards.iou import interval_iou
+from visd_core.rewards.parse import parse_correct_option, parse_interval, parse_letter
 
 FULL_IOU = 0.8        # a window or box this close (IoU) is "fully correct"; between the verifier's
                       # pass mark (answer_correct, IoU >= 0.5) and this it is "partly correct"
@@ -30,32 +34,19 @@ GROUNDING = ("time", "object", "box")     # Diagnosis issue kinds that say where
 KEY_FRAME_TOL = 1.0   # seconds from the nearest key frame beyond which a cited time is named as off
                       # (the default temporal gate τ of the thinking-spatial reward)
 
-_T_TAG = re.compile(r"<t>\s*(\d+(?:\.\d+)?)\s*</t>")
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
-_OPTION = re.compile(r"Correct Option:\s*[(\[]?([A-Za-z])\b")
-_BARE_LETTER = re.compile(r"^\s*[(\[]?([A-Za-z])\s*(?:[.)\]:]|$)")
 _OBJ = re.compile(r"<obj>\s*(.*?)\s*</obj>", re.DOTALL)
 
 
 # ---------------------------------------------------------------------------- reading the answer
 def _pred_window(text: str) -> tuple[float, float] | None:
-    """The first two times of an answer `From <t>S</t>s to <t>E</t>s` (bare numbers tolerated)."""
-    times = _T_TAG.findall(text) or _NUMBER.findall(text)
-    if len(times) < 2:
-        return None
-    a, b = float(times[0]), float(times[1])
-    return (min(a, b), max(a, b))
+    """The answer's window as the verifier reads it (`answer.interval_reward`): as written, so an
+    inverted one stays inverted; bare numbers without <t> tags are no window."""
+    return parse_interval(text)
 
 
 def _pred_option(text: str) -> str | None:
-    m = _OPTION.search(text) or _BARE_LETTER.match(text)
-    return m.group(1).upper() if m else None
-
-
-def _iou(a: tuple[float, float], b: tuple[float, float]) -> float:
-    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    union = max(a[1], b[1]) - min(a[0], b[0])
-    return inter / union if union > 0 else float(a == b)
+    """The chosen letter as the verifier reads it (`answer.chosen_option`)."""
+    return parse_correct_option(text) or parse_letter(text)
 
 
 def _drift(pred: tuple[float, float], gt: tuple[float, float]) -> str:
@@ -78,7 +69,10 @@ def _window_part(pred: tuple[float, float] | None, gt: tuple[float, float]) -> t
     """(window fully right?, the phrase naming how it compares with the verified window)."""
     if pred is None:
         return False, f"it gives no time window (the verified window is {fmt_window(gt)})"
-    iou = _iou(pred, gt)
+    if pred[1] < pred[0]:            # the verifier scores it 0 (iou.py): it must not read as a match
+        return False, f"the window {fmt_window(pred)} is inverted (it ends before it starts) and cannot match " \
+                      f"the verified {fmt_window(gt)}"
+    iou = interval_iou(pred, gt)     # the verifier's IoU: a zero-length window overlaps nothing
     if iou >= FULL_IOU:
         return True, f"the window {fmt_window(pred)} matches the verified {fmt_window(gt)}"
     if iou > 0:

@@ -18,16 +18,25 @@ class BadReply(ValueError):
     """The endpoint answered 200 but not with usable feedback; the message says what was wrong."""
 
 
+class EmptyContent(BadReply):
+    """The assistant message is empty or null: a reasoning model spent the whole token budget on
+    hidden reasoning (finish_reason "length"), or the endpoint filtered the reply."""
+
+
 def request_body(model: str, system: str, user: str, temperature: float, max_tokens: int,
-                 max_tokens_field: str = "max_tokens") -> bytes:
+                 max_tokens_field: str = "max_tokens", reasoning_effort: str = "") -> bytes:
     """`max_tokens_field`: OpenAI's reasoning models (GPT-5.x) reject "max_tokens" and want
-    "max_completion_tokens"; vLLM and most local servers take "max_tokens"."""
-    return json.dumps({
+    "max_completion_tokens"; vLLM and most local servers take "max_tokens". `reasoning_effort` is
+    sent only when set: servers without reasoning reject the field."""
+    body = {
         "model": model,
         "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
         "temperature": temperature,
         max_tokens_field: max_tokens,
-    }, ensure_ascii=False).encode("utf-8")
+    }
+    if reasoning_effort:
+        body["reasoning_effort"] = reasoning_effort
+    return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
 
 def parse_feedback(content: str) -> str:
@@ -56,9 +65,13 @@ def parse_reply(body: bytes) -> str:
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise BadReply(f"response body is not JSON: {_excerpt(body.decode('utf-8', 'replace'))}") from None
     try:
-        content = obj["choices"][0]["message"]["content"]
+        choice = obj["choices"][0]
+        content = choice["message"]["content"]
     except (KeyError, IndexError, TypeError):
         raise BadReply("response has no choices[0].message.content") from None
+    if content is None or (isinstance(content, str) and not content.strip()):
+        raise EmptyContent(f"empty message content (finish_reason {choice.get('finish_reason')!r}); a reasoning "
+                           "model may have spent judge.max_tokens on reasoning")
     if not isinstance(content, str):
         raise BadReply(f"message content must be a string, got {type(content).__name__}")
     return parse_feedback(content)

@@ -33,14 +33,26 @@ def box_iou(a: Box, b: Box) -> float:
 
 def coverage_iou(pred: list[Box], gt: list[Box]) -> float:
     """How well predicted boxes cover one object's ground-truth boxes: the mean over its GT boxes
-    of the best IoU with any predicted box. With one GT box this is max_b IoU(b, gt), the inner
-    term of visd eq. 13 and visioncoach eq. 8; with several (one object, several instances) each
-    instance must be found, as in both papers' released code."""
+    of the best IoU with any predicted box. With one GT box this is max_b IoU(b, gt); with several
+    (one object, several instances) each instance must be found, as in both papers' released code
+    (`reward.multi_instance = "mean"`)."""
     if not pred or not gt:
         return 0.0
     if len(pred) == 1 and len(gt) == 1:          # the common claim; skips two generators (4x faster)
         return box_iou(pred[0], gt[0])
     return sum(max(box_iou(p, g) for p in pred) for g in gt) / len(gt)
+
+
+def object_iou(pred: list[Box], gt: list[Box], multi_instance: str = "max") -> float:
+    """One object's score for predicted boxes against its ground-truth boxes on one frame.
+    "max": max over b* ∈ ℬ*(t) of IoU(b, b*), the inner term of visd eq. 13 and visioncoach eq. 8
+    (a claim's best box against the object's best-matching instance); "mean": `coverage_iou`,
+    the released code's reading. Equal whenever the object has one GT box."""
+    if multi_instance == "mean":
+        return coverage_iou(pred, gt)
+    if not pred or not gt:
+        return 0.0
+    return max(box_iou(p, g) for p in pred for g in gt)
 
 
 def scale_box(box, frame_size: tuple[int, int]) -> Box:

@@ -21,6 +21,9 @@ verified window (eq. 11) for temporal tasks and key frames (eq. 12; a window as 
 visioncoach eq. 6) for spatio-temporal QA, which falls back to eq. 11 when it has only a window.
 Thinking-spatial follows `cfg.spatial` (visd eq. 13 | visioncoach eq. 8) for spatio-temporal QA;
 visual QA's single image has no times to gate, so it scores the best think box in both modes.
+Wherever a box meets an object with several ground-truth boxes (instances) — both spatial modes,
+visual QA's think boxes and its answer box — `cfg.multi_instance` scores it: "max" over the
+object's boxes as eq. 13 / vc eq. 8 write it, or "mean" over them as the released code does.
 """
 from __future__ import annotations
 
@@ -44,6 +47,7 @@ TASK_COMPONENTS = {
     "video_freeform": ("ans", "fmt"),
 }
 SPATIAL_MODES = ("max_iou", "object_aware")
+MULTI_INSTANCE = ("max", "mean")
 WRONG_BELOW = 0.5        # a continuous score under this counts as wrong in the diagnosis
 
 
@@ -101,7 +105,7 @@ def _answer_temporal(ev: _Evidence, c: Completion, sigma: float, cfg: Reward) ->
 
 
 def _answer_spatial(ev: _Evidence, c: Completion, sigma: float, cfg: Reward) -> float:
-    return answer.box_reward(c, ev.answer_boxes)
+    return answer.box_reward(c, ev.answer_boxes, cfg.multi_instance)
 
 
 def _thinking_temporal(ev: _Evidence, c: Completion, sigma: float, cfg: Reward) -> float:
@@ -114,10 +118,10 @@ def _thinking_temporal(ev: _Evidence, c: Completion, sigma: float, cfg: Reward) 
 
 def _thinking_spatial(ev: _Evidence, c: Completion, sigma: float, cfg: Reward) -> float:
     if ev.record.task == "visual_qa":
-        return spatial.think_box_reward(c.think_boxes, ev.answer_boxes)
+        return spatial.think_box_reward(c.think_boxes, ev.answer_boxes, cfg.multi_instance)
     if cfg.spatial == "object_aware":
-        return spatial.object_aware_reward(c.claims, ev.frames, cfg.tau)                 # vc eq. 8
-    return spatial.max_iou_reward(c.claims, ev.frames, cfg.tau)                          # visd eq. 13
+        return spatial.object_aware_reward(c.claims, ev.frames, cfg.tau, cfg.multi_instance)   # vc eq. 8
+    return spatial.max_iou_reward(c.claims, ev.frames, cfg.tau, cfg.multi_instance)            # visd eq. 13
 
 
 _SCORERS = {"ans": _answer, "ans_tmp": _answer_temporal, "ans_spa": _answer_spatial,
@@ -192,6 +196,8 @@ def score_group(record: Record, completions: list[str], frame_size: tuple[int, i
         raise ValueError(f"unknown task {record.task!r} (valid: {', '.join(TASKS)})")
     if cfg.spatial not in SPATIAL_MODES:
         raise ValueError(f"reward.spatial = {cfg.spatial!r} is not one of {', '.join(SPATIAL_MODES)}")
+    if cfg.multi_instance not in MULTI_INSTANCE:
+        raise ValueError(f"reward.multi_instance = {cfg.multi_instance!r} is not one of {', '.join(MULTI_INSTANCE)}")
     if (len(frame_size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
                                         for v in frame_size)):
         raise ValueError(f"frame_size must be (width, height) positive integers, got {frame_size!r}")

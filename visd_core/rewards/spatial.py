@@ -8,15 +8,17 @@ Each claim (o_m, b_m, t_m) is matched to its nearest key frame t̃_m and kept on
 - object-aware (visioncoach eq. 7–8 = eq. 15): the claim scores only against the objects whose
   names soft-match o_m, averaged over them, and the average runs over the valid claims ℐ
   (gated and matched), so a mismatched name neither earns nor costs reward.
-One object's score is `coverage_iou`: with one ground-truth box it is IoU(b_m, b*) exactly; with
-several instances each must be covered (the released code's reading of "multi-region overlap").
+One object's score is `object_iou` under `reward.multi_instance`: "max" (the default) is the
+equations' max over the object's ground-truth boxes b* ∈ ℬ*(t̃_m), so one box on one of two
+instances scores its IoU; "mean" is the released code's reading of "multi-region overlap", where
+every instance must be covered (one of two scores half). With one ground-truth box both are IoU(b_m, b*).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from visd_core.data.schema import Record
-from visd_core.rewards.iou import Box, coverage_iou, scale_box
+from visd_core.rewards.iou import Box, object_iou, scale_box
 from visd_core.rewards.parse import Claim
 from visd_core.rewards.temporal import nearest
 
@@ -56,7 +58,8 @@ def gated_frame(claim: Claim, frames: list[FrameEvidence], frame_times: list[flo
     return f if abs(claim.time - f.time) <= tau else None
 
 
-def max_iou_reward(claims: list[Claim], frames: list[FrameEvidence], tau: float) -> float:
+def max_iou_reward(claims: list[Claim], frames: list[FrameEvidence], tau: float,
+                   multi_instance: str = "max") -> float:
     """visd eq. 13 with Z = M (visioncoach eq. 13): mean over claims of 1[gate]·max_o IoU."""
     timed = [c for c in claims if c.time is not None]
     if not timed:
@@ -66,11 +69,12 @@ def max_iou_reward(claims: list[Claim], frames: list[FrameEvidence], tau: float)
     for c in timed:
         f = gated_frame(c, frames, frame_times, tau)
         if f is not None and f.objects:
-            total += max(coverage_iou(c.boxes, gt) for gt in f.objects.values())
+            total += max(object_iou(c.boxes, gt, multi_instance) for gt in f.objects.values())
     return total / len(timed)
 
 
-def object_aware_reward(claims: list[Claim], frames: list[FrameEvidence], tau: float) -> float:
+def object_aware_reward(claims: list[Claim], frames: list[FrameEvidence], tau: float,
+                        multi_instance: str = "max") -> float:
     """visioncoach eq. 8: (1/|ℐ|) Σ_{m∈ℐ} mean_{o ∈ O_m^match} IoU; 0 when ℐ is empty."""
     frame_times = [f.time for f in frames]
     scores = []
@@ -80,13 +84,13 @@ def object_aware_reward(claims: list[Claim], frames: list[FrameEvidence], tau: f
             continue
         matched = [gt for name, gt in f.objects.items() if soft_match(c.obj, name)]  # eq. 7
         if matched:
-            scores.append(sum(coverage_iou(c.boxes, gt) for gt in matched) / len(matched))
+            scores.append(sum(object_iou(c.boxes, gt, multi_instance) for gt in matched) / len(matched))
     return sum(scores) / len(scores) if scores else 0.0
 
 
 
-def think_box_reward(think_boxes: list[Box], gt: list[Box]) -> float:
+def think_box_reward(think_boxes: list[Box], gt: list[Box], multi_instance: str = "max") -> float:
     """Visual QA (one image, no times to gate): the best IoU of any box cited in <think> with the
     answer's ground-truth box — Open-o3-Video's visual-QA branch, which VisionCoach's code keeps
     under either spatial mode."""
-    return coverage_iou(think_boxes, gt)
+    return object_iou(think_boxes, gt, multi_instance)

@@ -20,6 +20,12 @@ def training_progress(step: int, total_steps: int) -> float:
     return min(1.0, (step + 1) / total_steps)
 
 
+def sigma_progress(rl_step: int, cfg: Reward, rl_steps: int) -> float:
+    """p of σ at 1-based RL step `rl_step`. The paper anneals over its whole run (one epoch) but
+    evaluates earlier, so the horizon is reward.sigma_steps, not the stage length, unless that is 0."""
+    return training_progress(rl_step - 1, cfg.sigma_steps or rl_steps)
+
+
 def sigma_at(progress: float, cfg: Reward) -> float:
     """σ = sigma_max·(1 − p) while p < sigma_switch, then sigma_min (4·(1 − p), then 1 at p = 0.75)."""
     if not (0.0 <= progress <= 1.0):             # also rejects NaN
