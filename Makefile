@@ -52,3 +52,9 @@ bench: setup
 
 clean:
 	rm -rf build build.log
+
+# Headless Chromium for the report's browser test (tests/report/test_report_run.py; skipped without
+# it). Debian's package, as root; elsewhere install chromium yourself.
+.PHONY: browser
+browser:
+	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)

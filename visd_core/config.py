@@ -194,6 +194,18 @@ class Kernels:
 
 
 @dataclass
+class Report:
+    credit_every: int = 10           # RL steps between token-credit records in <dump_folder>/credit/ (0 = off)
+    credit_rollouts: int = 4         # rollouts recorded per credit step, from all ranks (both advantage signs)
+
+
+@dataclass
+class Metrics:
+    tensorboard: bool = False        # also write the metrics.jsonl scalars to <dump_folder>/tb/ (needs tensorboard)
+    wandb: bool = False              # also log them to an offline wandb run in <dump_folder>/wandb/ (needs wandb)
+
+
+@dataclass
 class Config:
     job: Job = field(default_factory=Job)
     model: Model = field(default_factory=Model)
@@ -210,6 +222,8 @@ class Config:
     checkpoint: Checkpoint = field(default_factory=Checkpoint)
     parallel: Parallel = field(default_factory=Parallel)
     kernels: Kernels = field(default_factory=Kernels)
+    report: Report = field(default_factory=Report)
+    metrics: Metrics = field(default_factory=Metrics)
 
     @property
     def dump_folder(self) -> Path:
@@ -288,6 +302,8 @@ _RANGES = {
     ("visioncoach", "sd_top_n"): (lambda v: v >= 1, ">= 1"),
     ("checkpoint", "every"): (lambda v: v >= 0, ">= 0"),
     ("checkpoint", "keep"): (lambda v: v >= 2, ">= 2 (a crash while writing must leave one complete checkpoint)"),
+    ("report", "credit_every"): (lambda v: v >= 0, ">= 0 (0 = no token-credit records)"),
+    ("report", "credit_rollouts"): (lambda v: v >= 1, ">= 1"),
 }
 for _k in ("w_ans", "w_fmt", "w_ans_tmp", "w_ans_spa", "w_thk_tmp", "w_thk_spa"):
     _RANGES[("reward", _k)] = (lambda v: v >= 0, ">= 0")

@@ -16,6 +16,7 @@ marks newer than those of HF's Rust crate differently under NFC.
 from __future__ import annotations
 
 import binascii
+import codecs
 import functools
 import hashlib
 import importlib.resources
@@ -245,6 +246,18 @@ class QwenTokenizer:
         if any(i < 0 for i in ids):
             raise ValueError(f"negative token id {min(ids)}")
         return self.encoding.decode([i for i in ids if i < VOCAB_SIZE])
+
+    def decode_pieces(self, ids) -> list[str]:
+        """One string per id whose concatenation is `decode(ids)`. Decoding ids one at a time would
+        turn a character split over two tokens into two U+FFFD; here it lands whole on its last token
+        (the others get ""). Bytes that are no UTF-8 at all (a policy samples them) become U+FFFD,
+        as in `decode`. Padding rows (>= 151,665) get ""."""
+        utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        pieces = [utf8.decode(self.encoding.decode_single_token_bytes(i)) if 0 <= i < VOCAB_SIZE else ""
+                  for i in map(int, ids)]
+        if pieces:
+            pieces[-1] += utf8.decode(b"", final=True)      # a character cut off at the end
+        return pieces
 
     def encode_chat(self, messages: list[dict], add_generation_prompt: bool = False) -> list[int]:
         """`render_chat` then encode with special tokens (the vision placeholders in the content)."""

@@ -35,6 +35,7 @@ from visd_core import checkpoint as ckpt
 from visd_core.algorithms.advantages import group_advantages
 from visd_core.algorithms.schedules import stage_lr, visd_lambda
 from visd_core.config import Config, save_config
+from visd_core.credit import record_credit
 from visd_core.data.model_inputs import PromptSample, SampleError, collate, load_prompt, teacher_prompt_ids
 from visd_core.data.reader import JsonlReader
 from visd_core.judge import FallbackMonitor, build_judge
@@ -47,6 +48,7 @@ from visd_core.parallel import (Dist, all_reduce_max, all_reduce_mean, all_reduc
                                 copy_params_, destroy_distributed, ema_update_, frozen_copy, gathered,
                                 init_distributed)
 from visd_core.preflight import check_inputs
+from visd_core.report import write_report
 from visd_core.rewards.reward import COMPONENTS, score_group
 from visd_core.rewards.temporal import sigma_progress
 from visd_core.rollout import generate
@@ -106,7 +108,7 @@ class Trainer:
         self.nonfinite_total = 0
         self.ckpt_root = self.out / "checkpoints"
         resume = ckpt.resolve_resume(self.ckpt_root, ckpt.effective_resume(cfg.checkpoint.resume), self.d)
-        self.writer = MetricsWriter(self.out, enabled=self.d.is_main, resume=resume is not None)
+        self.writer = MetricsWriter(self.out, enabled=self.d.is_main, resume=resume is not None, opts=cfg.metrics)
         if self.d.is_main:
             save_config(cfg, self.out)
         if resume is not None:
@@ -364,6 +366,12 @@ class Trainer:
                 copy_params_(self.teacher, self.model)
         timer["update"] = time.perf_counter() - t
         dt = time.perf_counter() - t0
+        if cfg.report.credit_every and rl_step % cfg.report.credit_every == 0:
+            # every rank offers a few rollouts, rank 0 writes (visd_core/credit.py); no extra pass
+            record_credit(self.out / "credit", st, cl, adv, cfg.report.credit_rollouts, self.d, tok=self.tok,
+                          samples=owner, texts=texts, results=results, feedback=feedback if lam > 0 else None,
+                          lam=lam, eps_w=cfg.visd.eps_w, step=self.step + 1, rl_step=rl_step,
+                          algorithm=cfg.algorithm.name)
 
         # metrics: per-rollout values summed over ranks, then divided by counts
         sums = {"reward/total": float(rewards.sum()), "n/rollouts": float(len(results)),
@@ -452,10 +460,13 @@ class Trainer:
             print(f"samples skipped: {dict(self.skipped)}")
         print(f"outputs in {self.out}: metrics.jsonl, config.toml, checkpoints/"
               + (", reward_curve.png" if png else "") + (", export/" if self.cfg.checkpoint.export else ""))
+        self.writer.close()         # flush TensorBoard / wandb before the report and the exit
+        print(f"run report: {write_report([self.out])}")
 
     def close(self, barrier: bool = True) -> None:
-        """Release the judge and the process group; `barrier=False` after a failure."""
+        """Release the judge, the metric sinks and the process group; `barrier=False` after a failure."""
         torch.set_flush_denormal(False)     # process-wide: later code in this process (tests) sees IEEE floats
+        self.writer.close()
         if self.judge is not None:
             self.judge.close()
         if barrier and dist.is_initialized():
