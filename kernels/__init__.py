@@ -31,6 +31,24 @@ then computed inside the fused kernel from the student logits), or None (plain G
   - inplace_backward: the forward writes dL/dlogits into the student logits buffer itself (Liger
     style), saving one [N, V] buffer; the caller must not read the logits afterwards.
 
+From hidden states (kernels.linear_ops): lm_head's matmul fused in, chunked over tokens like Liger's fused
+linear cross-entropy, so no [N, V] logits exist — hidden [N, H] and lm_head_weight [V, H] replace the
+logits, every other argument means what it means above:
+
+    linear_token_logprobs(hidden, lm_head_weight, tokens, temperature=1.0, *, chunk_tokens=256)
+        -> log π(y_t) [N], differentiable w.r.t. hidden and lm_head_weight
+    linear_teacher_topk(hidden, lm_head_weight, tokens, k=16, temperature=1.0, *, chunk_tokens=256)
+        -> TeacherSupport
+    linear_visd_policy_loss(hidden, lm_head_weight, tokens, old_logprobs, advantages, delta, seq_lens, lam,
+                            eps_w=0.2, clip_low=0.2, clip_high=0.2, temperature=1.0, *, chunk_tokens=256,
+                            loss_mask=None, aggregation="seq_mean_token_mean", return_stats=False,
+                            with_entropy=False)
+        -> loss (0-d) or (loss, PolicyLossStats), differentiable w.r.t. hidden and lm_head_weight
+
+Memory beyond the inputs and the two gradients: one [chunk_tokens, V] logits chunk and O(N·(K + H))
+(plus grad_W's fp32 accumulator for 16-bit weights); kernels/linear_ops.py says why chunked rather than
+fully fused (the tested row kernels are reused; the matmul is cuBLAS's, or the CPU BLAS's).
+
 The O(N) objectives around log-probs (GSPO, self-distillation NLL, k3 KL, aggregation, m_t, Â_t) are
 in kernels.objectives and re-exported here.
 
@@ -43,6 +61,7 @@ Not the Hugging Face `kernels` package: this package has no distribution named `
 version is below the range transformers accepts, so transformers' is_kernels_available() is False.
 """
 
+from kernels.linear_ops import linear_teacher_topk, linear_token_logprobs, linear_visd_policy_loss
 from kernels.objectives import (AGGREGATIONS, aggregate, aggregation_weights, gspo_loss, k3_kl,
                                 reweighted_advantage, self_distillation_nll, token_weight)
 from kernels.ops import teacher_topk, token_logprobs, topk_logratio, visd_policy_loss
@@ -53,6 +72,6 @@ __version__ = "0.1.0"  # the visd distribution's version; far below the HF `kern
 
 __all__ = [
     "AGGREGATIONS", "PolicyLossStats", "TeacherSupport", "aggregate", "aggregation_weights", "gspo_loss",
-    "k3_kl", "reweighted_advantage", "self_distillation_nll", "teacher_topk", "token_logprobs", "token_weight",
-    "topk_logratio", "visd_policy_loss",
+    "k3_kl", "linear_teacher_topk", "linear_token_logprobs", "linear_visd_policy_loss", "reweighted_advantage",
+    "self_distillation_nll", "teacher_topk", "token_logprobs", "token_weight", "topk_logratio", "visd_policy_loss",
 ]

@@ -28,11 +28,15 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
 def _check_logits(logits: Tensor, tokens: Tensor, name: str = "logits") -> None:
     if logits.dim() != 2 or logits.dtype not in _LOGIT_DTYPES:
         raise ValueError(f"{name} must be [N, V] fp32/bf16/fp64, got {tuple(logits.shape)} {logits.dtype}")
-    if tokens.shape != (logits.shape[0],) or tokens.dtype != torch.long or tokens.device != logits.device:
-        raise ValueError(f"tokens must be int64 [{logits.shape[0]}] on {logits.device}, got "
+    _check_tokens(tokens, *logits.shape, logits.device)
+
+
+def _check_tokens(tokens: Tensor, n: int, vocab: int, device: torch.device) -> None:
+    if tokens.shape != (n,) or tokens.dtype != torch.long or tokens.device != device:
+        raise ValueError(f"tokens must be int64 [{n}] on {device}, got "
                          f"{tuple(tokens.shape)} {tokens.dtype} on {tokens.device}")
-    if tokens.numel() and not (0 <= int(tokens.min()) and int(tokens.max()) < logits.shape[1]):
-        raise ValueError(f"tokens must lie in [0, {logits.shape[1]})")
+    if tokens.numel() and not (0 <= int(tokens.min()) and int(tokens.max()) < vocab):
+        raise ValueError(f"tokens must lie in [0, {vocab})")
 
 
 def _check_temperature(temperature: float) -> None:
@@ -313,6 +317,22 @@ def _check_loss_args(n: int, vocab: int, old_logprobs: Tensor, advantages: Tenso
         raise ValueError(f"delta must be [{n}], a TeacherSupport or None, got {tuple(delta.shape)}")
 
 
+def _per_token_args(tokens: Tensor, old_logprobs: Tensor, advantages: Tensor, weights: Tensor,
+                    delta: Tensor | TeacherSupport | None, acc: torch.dtype) -> tuple:
+    """The per-token inputs of visd::policy_loss after the logits, from tokens to support_token_logprobs:
+    detached, contiguous, in the accumulation dtype (shared with kernels.linear_ops)."""
+
+    def per_token(x: Tensor) -> Tensor:
+        return x.detach().to(acc).contiguous()
+
+    if isinstance(delta, TeacherSupport):
+        delta_args = (None, delta.topk_ids.contiguous(), per_token(delta.topk_logits), per_token(delta.token_logits),
+                      None if delta.token_logprobs is None else per_token(delta.token_logprobs))
+    else:
+        delta_args = (None if delta is None else per_token(delta), None, None, None, None)
+    return (tokens.contiguous(), per_token(old_logprobs), per_token(advantages), weights, *delta_args)
+
+
 def visd_policy_loss(student_logits: Tensor, tokens: Tensor, old_logprobs: Tensor, advantages: Tensor,
                      delta: Tensor | TeacherSupport | None, seq_lens: Tensor | Sequence[int], lam: float,
                      eps_w: float = 0.2, clip_low: float = 0.2, clip_high: float = 0.2, temperature: float = 1.0,
@@ -333,17 +353,8 @@ def visd_policy_loss(student_logits: Tensor, tokens: Tensor, old_logprobs: Tenso
     acc = _acc_dtype(student_logits.dtype)
     weights = objectives.aggregation_weights(seq_lens, n, loss_mask=loss_mask, aggregation=aggregation, dtype=acc,
                                              device=student_logits.device)
-
-    def per_token(x: Tensor) -> Tensor:
-        return x.detach().to(acc).contiguous()
-
-    if isinstance(delta, TeacherSupport):
-        delta_args = (None, delta.topk_ids.contiguous(), per_token(delta.topk_logits), per_token(delta.token_logits),
-                      None if delta.token_logprobs is None else per_token(delta.token_logprobs))
-    else:
-        delta_args = (None if delta is None else per_token(delta), None, None, None, None)
-    args = (tokens.contiguous(), per_token(old_logprobs), per_token(advantages), weights, *delta_args, float(lam),
-            float(eps_w), float(clip_low), float(clip_high), float(temperature), bool(with_entropy))
+    args = (*_per_token_args(tokens, old_logprobs, advantages, weights, delta, acc), float(lam), float(eps_w),
+            float(clip_low), float(clip_high), float(temperature), bool(with_entropy))
     logits = _rows_contiguous(student_logits)
     compute_grad = torch.is_grad_enabled() and student_logits.requires_grad
     if compute_grad and inplace_backward:

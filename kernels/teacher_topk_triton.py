@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.triton_rows import INTERPRETED, INTERPRETER_TOPK_BLOCK_V, autotune_configs, row_logsumexp
+from kernels.triton_rows import INTERPRETED, INTERPRETER_TOPK_BLOCK_V, row_logsumexp
 
 __all__ = ["INTERPRETED", "teacher_topk_forward"]
 
@@ -58,8 +58,12 @@ def _teacher_topk_kernel(logits_ptr, row_stride, tokens_ptr, ids_ptr, topk_logit
         tl.store(topk_logits_ptr + t * K + offs, values * inv_t, mask=offs < K)  # top-K of z is top-K of z/T
 
 
-_TUNED = triton.autotune(autotune_configs(blocks=(1024, 2048, 4096), warps=(4, 8, 16)),
-                         key=["V", "K_PAD", "SAMPLED_TOKEN"])(_teacher_topk_kernel)
+# The running top-K merge (tl.topk's sorting network) holds BLOCK_V / (32·warps) values a thread: at
+# 16 (2048/4, 4096/8) or 2048/16 on sm_80 ptxas spilled 4-40 B a thread for K = 16 / 64 (AOT sweep,
+# tests/kernels/test_triton_aot.py with VISD_AOT_FULL=1, Triton 3.9). These five never spill.
+_CONFIGS = [triton.Config({"BLOCK_V": b}, num_warps=w)
+            for b, w in ((1024, 4), (1024, 8), (1024, 16), (2048, 8), (4096, 16))]
+_TUNED = triton.autotune(_CONFIGS, key=["V", "K_PAD", "SAMPLED_TOKEN"])(_teacher_topk_kernel)
 
 
 def teacher_topk_forward(logits: torch.Tensor, tokens: torch.Tensor, k: int, temperature: float):

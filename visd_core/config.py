@@ -191,6 +191,8 @@ class Parallel:
 @dataclass
 class Kernels:
     backend: Literal["auto", "reference", "triton", "cpp"] = "auto"
+    fused_linear: bool = True        # SFT loss, teacher replay, policy loss from hidden states (kernels.linear_*):
+                                     # no [N, V] logits; false: the logits path, kept to compare against
 
 
 @dataclass

@@ -42,7 +42,8 @@ from visd_core.judge import FallbackMonitor, build_judge
 from visd_core.judge.base import JudgeRequest
 from visd_core.judge.rule import rule_feedback
 from visd_core.metrics import MetricsWriter, peak_memory_mb, plot_rewards
-from visd_core.model import build_model, compute_dtype, completion_logits, export_hf, map_completion_logits
+from visd_core.model import (build_model, completion_hidden, completion_logits, compute_dtype, export_hf,
+                              map_completion_logits)
 from visd_core.model.policy import EOS_IDS
 from visd_core.parallel import (Dist, all_reduce_max, all_reduce_mean, all_reduce_sum, clip_grad_norm_,
                                 copy_params_, destroy_distributed, ema_update_, frozen_copy, gathered,
@@ -253,8 +254,13 @@ class Trainer:
         for _ in range(accum):
             samples = self._next_samples(self.cfg.training.batch_size, need_target=True)
             rows = [(*self._sft_target(s), s) for s in samples]
-            cl = completion_logits(self.model, collate(rows, self.tok.pad_id))
-            logp = kernels.token_logprobs(cl.logits, cl.targets)
+            if self.cfg.kernels.fused_linear:   # lm_head fused in by token chunks: no [N, V] logits
+                cl = completion_hidden(self.model, collate(rows, self.tok.pad_id),
+                                       lambda h: kernels.linear_token_logprobs(h.hidden, h.weight, h.targets))
+                logp = cl.out
+            else:
+                cl = completion_logits(self.model, collate(rows, self.tok.pad_id))
+                logp = kernels.token_logprobs(cl.logits, cl.targets)
             loss = self._maybe_inject(-logp.mean()) / accum       # token-mean cross-entropy
             finite &= bool(torch.isfinite(loss))
             loss.backward()
@@ -332,28 +338,41 @@ class Trainer:
             timer["judge"] = time.perf_counter() - t
             t = time.perf_counter()
             rows = [(teacher_prompt_ids(o, self.tok, fb), c, o) for o, fb, c in zip(owner, feedback, completions)]
-            parts, _, _ = map_completion_logits(
-                self._teacher_model(), collate(rows, self.tok.pad_id),
-                lambda z, y: kernels.teacher_topk(z, y, k=cfg.visd.top_k, temperature=T),
-                chunk_tokens=TEACHER_CHUNK_TOKENS)
-            support = kernels.TeacherSupport.cat(parts)
+            if cfg.kernels.fused_linear:   # the op's default chunk, as the update's: one chunk is the step's peak
+                with torch.no_grad():
+                    support = completion_hidden(self._teacher_model(), collate(rows, self.tok.pad_id),
+                                                lambda h: kernels.linear_teacher_topk(
+                                                    h.hidden, h.weight, h.targets, k=cfg.visd.top_k, temperature=T)).out
+            else:
+                parts, _, _ = map_completion_logits(
+                    self._teacher_model(), collate(rows, self.tok.pad_id),
+                    lambda z, y: kernels.teacher_topk(z, y, k=cfg.visd.top_k, temperature=T),
+                    chunk_tokens=TEACHER_CHUNK_TOKENS)
+                support = kernels.TeacherSupport.cat(parts)
             timer["teacher"] = time.perf_counter() - t
 
         # 6. the fused student pass: Δ_t, m_t, Â_t, ρ_t and the clipped surrogate (visd eq. 4-7, 16)
         t = time.perf_counter()
-        cl = completion_logits(self.model, collate([(o.prompt_ids, c, o) for o, c in zip(owner, completions)],
-                                                   self.tok.pad_id))
-        assert torch.equal(cl.targets, roll.completion_ids[roll.completion_mask].to(cl.targets.device))
+        student_batch = collate([(o.prompt_ids, c, o) for o, c in zip(owner, completions)], self.tok.pad_id)
         # log π_old: the behaviour log-probs the rollout sampled with (same parameters, one update per
         # batch, so ρ = 1 up to the cached-decode vs full-forward rounding) — no extra [N, V] sweep.
-        old = roll.logprobs[roll.completion_mask].to(cl.logits.device)
-        adv_tok = adv.to(cl.logits.device).repeat_interleave(cl.seq_lens)
-        # inplace_backward: dL/dlogits overwrites the [N, V] logits buffer (they are not read again),
-        # so no second N x 151,936 tensor is allocated; 2.5x faster loss on CPU (benchmarks/bench_kernels.py)
-        loss, st = kernels.visd_policy_loss(
-            cl.logits, cl.targets, old, adv_tok, support, cl.seq_lens, lam, eps_w=cfg.visd.eps_w,
-            clip_low=cfg.algorithm.clip_low, clip_high=cfg.algorithm.clip_high, temperature=T,
-            aggregation=cfg.algorithm.loss_agg, return_stats=True, with_entropy=True, inplace_backward=True)
+        old = roll.logprobs[roll.completion_mask].to(self.d.device)
+        loss_kw = dict(eps_w=cfg.visd.eps_w, clip_low=cfg.algorithm.clip_low, clip_high=cfg.algorithm.clip_high,
+                       temperature=T, aggregation=cfg.algorithm.loss_agg, return_stats=True, with_entropy=True)
+        if cfg.kernels.fused_linear:
+            # lm_head fused in by token chunks (kernels/linear_ops.py): neither the [N, V] logits nor their
+            # gradient ever exist; the gradients w.r.t. hidden states and lm_head are made in the forward
+            cl = completion_hidden(self.model, student_batch, lambda h: kernels.linear_visd_policy_loss(
+                h.hidden, h.weight, h.targets, old, adv.to(old.device).repeat_interleave(h.seq_lens), support,
+                h.seq_lens, lam, **loss_kw))
+            loss, st = cl.out
+        else:
+            cl = completion_logits(self.model, student_batch)
+            # inplace_backward: dL/dlogits overwrites the [N, V] logits buffer (they are not read again),
+            # so no second N x 151,936 tensor is allocated; 2.5x faster loss on CPU (benchmarks/bench_kernels.py)
+            loss, st = kernels.visd_policy_loss(cl.logits, cl.targets, old, adv.to(old.device).repeat_interleave(
+                cl.seq_lens), support, cl.seq_lens, lam, inplace_backward=True, **loss_kw)
+        assert torch.equal(cl.targets, roll.completion_ids[roll.completion_mask].to(cl.targets.device))
         loss = self._maybe_inject(loss)
         finite = bool(torch.isfinite(loss))
         loss.backward()

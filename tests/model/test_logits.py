@@ -6,7 +6,8 @@ import torch
 
 from tiny_batch import collate, tiny_sequences
 from visd_core.config import Model
-from visd_core.model import build_model, build_unsharded, completion_logits, map_completion_logits
+from visd_core.model import (build_model, build_unsharded, completion_hidden, completion_logits,
+                              map_completion_logits)
 from visd_core.model.policy import IMAGE_TOKEN_ID, VIDEO_TOKEN_ID
 
 
@@ -93,3 +94,85 @@ def test_malformed_batches_are_rejected(model):
     ids[ids == IMAGE_TOKEN_ID] = VIDEO_TOKEN_ID
     with pytest.raises(ValueError, match="video"):
         completion_logits(model, dataclasses.replace(batch, input_ids=ids))
+
+
+def _loss_and_grads(model, batch, fused: bool, objective: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The VISD policy loss (objective "visd") or the SFT cross-entropy ("sft") through completion_hidden
+    and kernels.linear_* (fused) or through completion_logits and the logits ops, and every parameter's
+    gradient (whole, under FSDP2)."""
+    import kernels
+
+    def loss_of(z, w, y, seq_lens):   # z: hidden states with lm_head weight w, or logits (w None)
+        if objective == "sft":
+            logp = kernels.token_logprobs(z, y) if w is None else kernels.linear_token_logprobs(z, w, y, chunk_tokens=4)
+            return -logp.mean()
+        old = torch.linspace(-12.0, -10.0, y.shape[0])
+        adv = torch.linspace(-1.0, 1.0, len(seq_lens)).repeat_interleave(seq_lens)
+        if w is None:
+            return kernels.visd_policy_loss(z, y, old, adv, None, seq_lens, 0.0)
+        return kernels.linear_visd_policy_loss(z, w, y, old, adv, None, seq_lens, 0.0, chunk_tokens=4)
+
+    if fused:
+        loss = completion_hidden(model, batch, lambda h: loss_of(h.hidden, h.weight, h.targets, h.seq_lens)).out
+    else:
+        cl = completion_logits(model, batch)
+        loss = loss_of(cl.logits, None, cl.targets, cl.seq_lens)
+    loss.backward()
+    grads = {n: (p.grad.full_tensor() if hasattr(p.grad, "full_tensor") else p.grad).clone()
+             for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return loss.detach(), grads
+
+
+def _assert_same_grads(grads: dict, want: dict) -> None:
+    """fp32 rounding apart (the chunked matmul sums in another order): 1e-4 relative, 1e-5 of the largest entry."""
+    assert grads.keys() == want.keys()
+    for name, g in want.items():
+        torch.testing.assert_close(grads[name], g, rtol=1e-4, atol=1e-5 * float(g.abs().max()),
+                                   msg=lambda m: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_completion_hidden_gives_the_logits_path_loss_and_grads(tied):
+    """hidden @ weight.T are completion_logits' rows, and the fused-linear loss has the logits path's
+    value and parameter gradients (lm_head, tied embedding, backbone, vision tower)."""
+    model = build_unsharded(Model(tie_embeddings=tied), seed=0)
+    batch = collate(tiny_sequences(3, seed=7))
+    with torch.no_grad():
+        want = completion_logits(model, batch)
+        got = completion_hidden(model, batch, lambda h: h.hidden @ h.weight.T)
+    torch.testing.assert_close(got.out, want.logits, rtol=1e-5, atol=1e-5)
+    assert torch.equal(got.targets, want.targets) and torch.equal(got.seq_lens, want.seq_lens)
+    for objective in ("visd", "sft"):
+        (loss_f, grads_f), (loss_l, grads_l) = (_loss_and_grads(model, batch, fused, objective)
+                                                for fused in (True, False))
+        torch.testing.assert_close(loss_f, loss_l, rtol=1e-5, atol=1e-7)
+        assert "model.visual.patch_embed.proj.weight" in grads_f
+        _assert_same_grads(grads_f, grads_l)
+
+
+@pytest.mark.parametrize("objective", ["visd", "sft"])
+def test_completion_hidden_under_fsdp(world1, objective):
+    """FSDP2 (a world of one, tied weights as in the tiny default): the root's lm_head weight is
+    gathered inside the call — and again for the backward, which linear_token_logprobs recomputes
+    from it; the fused loss and its gradients equal the logits path's."""
+    model = build_model(Model(tie_embeddings=True), world1, seed=0)
+    batch = collate(tiny_sequences(2, seed=8))
+    (loss_f, grads_f), (loss_l, grads_l) = (_loss_and_grads(model, batch, fused, objective) for fused in (True, False))
+    torch.testing.assert_close(loss_f, loss_l, rtol=1e-5, atol=1e-7)
+    _assert_same_grads(grads_f, grads_l)
+
+
+def test_completion_hidden_bf16_under_fsdp(world1):
+    """bf16 compute: hidden states and the gathered weight are bf16, the loss agrees with the logits
+    path's to bf16 rounding and the (fp32-reduced) gradients to a few bf16 ulps of their largest entry."""
+    model = build_model(Model(dtype="bfloat16"), world1, seed=0)
+    batch = collate(tiny_sequences(2, seed=9))
+    dtypes = completion_hidden(model, batch, lambda h: (h.hidden.dtype, h.weight.dtype)).out
+    assert dtypes == (torch.bfloat16, torch.bfloat16)
+    (loss_f, grads_f), (loss_l, grads_l) = (_loss_and_grads(model, batch, fused, "visd") for fused in (True, False))
+    torch.testing.assert_close(loss_f, loss_l, rtol=2**-7, atol=1e-6)
+    assert grads_f.keys() == grads_l.keys()
+    for name, g in grads_l.items():
+        torch.testing.assert_close(grads_f[name], g, rtol=2**-5, atol=2**-6 * float(g.abs().max()),
+                                   msg=lambda m: f"{name}: {m}")

@@ -5,11 +5,13 @@ Position t predicts token t+1, so the logits kept are those of the positions jus
 completion token: `[N, V]` in the model's compute dtype, rows grouped by sequence (`seq_lens`),
 no log-softmax and no float32 copy. Frames are images (one `<|image_pad|>` run per sampled frame,
 one `image_grid_thw` row each); M-RoPE positions come from the model's own `get_rope_index`.
+`completion_hidden` is the fused-linear path: the final hidden states at those positions and
+lm_head's weight go to a function (a `kernels.linear_*` op) that never makes the `[N, V]` logits.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -29,6 +31,21 @@ class PolicyBatch:
 @dataclass
 class CompletionLogits:
     logits: torch.Tensor      # [N, V] compute dtype; row i predicts targets[i]
+    targets: torch.Tensor     # [N] int64 completion tokens
+    seq_lens: torch.Tensor    # [B] int64 completion tokens per sequence; sum == N
+
+
+@dataclass
+class CompletionHidden:
+    hidden: torch.Tensor      # [N, H] compute dtype: final (normed) hidden state; row i predicts targets[i]
+    weight: torch.Tensor      # [V, H] lm_head's weight, whole (the embedding when tied); valid inside the call only
+    targets: torch.Tensor     # [N] int64 completion tokens
+    seq_lens: torch.Tensor    # [B] int64 completion tokens per sequence; sum == N
+
+
+@dataclass
+class CompletionOutput:
+    out: Any                  # what completion_hidden's function returned
     targets: torch.Tensor     # [N] int64 completion tokens
     seq_lens: torch.Tensor    # [B] int64 completion tokens per sequence; sum == N
 
@@ -91,3 +108,18 @@ def map_completion_logits(model: nn.Module, batch: PolicyBatch, fn: Callable, *,
         out = model.forward_completion(keep, reduce=lambda z, rows: fn(z, targets[rows]), chunk_tokens=chunk_tokens,
                                        **_backbone_inputs(model, batch))
     return out, targets, seq_lens
+
+
+def completion_hidden(model: nn.Module, batch: PolicyBatch, fn: Callable[[CompletionHidden], Any]) -> CompletionOutput:
+    """The fused-linear path: `fn(CompletionHidden)` runs inside the model's forward, where FSDP2 holds
+    the root's parameters gathered, so fn may use lm_head's whole weight (gathered once per call, not
+    per chunk) with autograd intact; its result is returned (never the weight itself: FSDP2 frees it
+    on return and gathers it again for the backward). Memory: fn sees `[N, H]` hidden states, and the
+    `kernels.linear_*` ops make the logits chunk by chunk.
+    Differentiable when called with grad enabled (the policy update, SFT); wrap in torch.no_grad()
+    for the teacher replay.
+    """
+    keep, targets, seq_lens = completion_targets(batch)
+    out = model.forward_completion(keep, on_hidden=lambda h, w: fn(CompletionHidden(h, w, targets, seq_lens)),
+                                   **_backbone_inputs(model, batch))
+    return CompletionOutput(out, targets, seq_lens)

@@ -1,16 +1,18 @@
 """The policy class: transformers' Qwen2.5-VL plus one forward entry for completion positions.
 
 `forward_completion` runs the backbone on the whole batch but applies `lm_head` only to the
-hidden states of the chosen positions — all at once (the student: `[N, V]` logits that the fused
-loss consumes) or chunk by chunk through a reduction (the teacher: each chunk's logits become an
-O(N·K) summary and are freed before the next). Under FSDP2 it is registered as a forward method
-(`fsdp_forward_methods`), so the root's parameters, `lm_head` included, are gathered around it.
+hidden states of the chosen positions — all at once (`[N, V]` logits), chunk by chunk through a
+reduction (each chunk's logits become an O(N·K) summary and are freed before the next), or not at
+all: `on_hidden` gets the hidden states and lm_head's weight, for the fused-linear kernels
+(`kernels.linear_*`), which make the logits themselves one token chunk at a time. Under FSDP2 it
+is registered as a forward method (`fsdp_forward_methods`), so the root's parameters, `lm_head`
+included, are gathered around it.
 The state dict is the stock model's: checkpoints and exports load into
 `Qwen2_5_VLForConditionalGeneration` unchanged.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from transformers import Qwen2_5_VLForConditionalGeneration
@@ -31,17 +33,23 @@ class Qwen2_5_VLPolicy(Qwen2_5_VLForConditionalGeneration):
     fsdp_forward_methods = ("forward_completion",)
 
     def forward_completion(self, keep: torch.Tensor, *, reduce: Callable | None = None, chunk_tokens: int = 0,
-                           **inputs) -> torch.Tensor | list:
+                           on_hidden: Callable | None = None, **inputs) -> torch.Tensor | list | Any:
         """Logits at the positions where `keep` [B, S] is True, in row-major order.
 
         reduce=None: one `[N, V]` tensor in the compute dtype. Otherwise a list with
         `reduce(logits_CV, rows)` for consecutive chunks of at most `chunk_tokens` rows
         (`rows` is the chunk's slice of the N positions); only one chunk's logits exist at a time
         when no graph holds them (call it under `torch.no_grad()`).
+        on_hidden: returns `on_hidden(hidden_NH, lm_head_weight_VH)` instead — the final hidden states
+        at those positions and lm_head's whole weight (the embedding itself when tied). It runs in
+        here because under FSDP2 the root's parameters are gathered only while this method runs:
+        the weight is gathered once per call, with autograd intact, and freed again on return.
         `inputs` go to the backbone (input_ids, attention_mask, position_ids, pixel_values, ...).
         """
         hidden_BSH = self.model(**inputs, use_cache=False).last_hidden_state
         hidden_NH = hidden_BSH[keep]     # boolean index keeps each sequence's positions contiguous
+        if on_hidden is not None:
+            return on_hidden(hidden_NH, self.lm_head.weight)
         if reduce is None:
             return self.lm_head(hidden_NH)
         n = hidden_NH.shape[0]
