@@ -79,3 +79,17 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
 def sentences(text: str) -> list[str]:
     return [s for s in _SENTENCE_END.split(text.strip()) if s]
+
+
+def http_cfg(url: str, key_env: str = "VISD_TEST_JUDGE_KEY", **kw):
+    """An HTTP judge config for the loopback fake server: short timeouts, a few retries."""
+    from visd_core.config import Judge as JudgeConfig
+    base = dict(kind="http", base_url=url, model="judge-test", api_key_env=key_env, timeout_s=0.5,
+                deadline_s=5.0, max_retries=2, concurrency=8)
+    base.update(kw)
+    return JudgeConfig(**base)
+
+
+def marked_case(case: str):
+    """A request whose question carries the fake server's script marker (fake_openai.py)."""
+    return request("video_mcq", "A", question=f"Which shape moves fastest? {case}")

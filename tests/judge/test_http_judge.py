@@ -7,8 +7,7 @@ import time
 import pytest
 
 from fake_openai import FakeOpenAI
-from judge_cases import SAMPLES, request
-from visd_core.config import Judge as JudgeConfig
+from judge_cases import SAMPLES, http_cfg, marked_case, request
 from visd_core.judge import FeedbackCache, HTTPJudge, build_judge, rule_feedback
 
 SECRET = "sk-test-9f8e7d6c5b4a3210"
@@ -20,15 +19,12 @@ def api_key(monkeypatch):
     monkeypatch.setenv(KEY_ENV, SECRET)
 
 
-def _cfg(url: str, **kw) -> JudgeConfig:
-    base = dict(kind="http", base_url=url, model="judge-test", api_key_env=KEY_ENV, timeout_s=0.5,
-                deadline_s=5.0, max_retries=2, concurrency=8)
-    base.update(kw)
-    return JudgeConfig(**base)
+def _cfg(url: str, **kw):
+    return http_cfg(url, KEY_ENV, **kw)
 
 
 def _case(case: str):
-    return request("video_mcq", "A", question=f"Which shape moves fastest? {case}")
+    return marked_case(case)
 
 
 SCRIPT = {

@@ -3,8 +3,7 @@ reasoning model out of token budget, the reasoning_effort knob, and the Fallback
 import pytest
 
 from fake_openai import FakeOpenAI
-from judge_cases import request
-from visd_core.config import Judge as JudgeConfig
+from judge_cases import http_cfg, marked_case, request
 from visd_core.config import load_config
 from visd_core.judge import FallbackMonitor, HTTPJudge, rule_feedback
 
@@ -17,15 +16,12 @@ def api_key(monkeypatch):
     monkeypatch.setenv(KEY_ENV, "sk-test")
 
 
-def _cfg(url: str, **kw) -> JudgeConfig:
-    base = dict(kind="http", base_url=url, model="judge-test", api_key_env=KEY_ENV, timeout_s=2.0,
-                deadline_s=5.0, max_retries=2, concurrency=4)
-    base.update(kw)
-    return JudgeConfig(**base)
+def _cfg(url: str, **kw):
+    return http_cfg(url, KEY_ENV, **{**dict(timeout_s=2.0, concurrency=4), **kw})
 
 
 def _case(case: str):
-    return request("video_mcq", "A", question=f"Which shape moves fastest? {case}")
+    return marked_case(case)
 
 
 def test_empty_content_is_its_own_cause_and_is_not_retried():
