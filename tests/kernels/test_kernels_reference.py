@@ -76,7 +76,10 @@ finite = st.floats(-30, 30, allow_nan=False)
 
 
 @settings(max_examples=300, deadline=None)
-@given(delta=finite, adv=st.floats(-5, 5, allow_nan=False), lam=st.floats(0, 1), eps_w=st.floats(0, 0.9))
+# No subnormal A: there Â = A·(1 + λ(m − 1)) keeps ~11 significant digits, not 16, and the 1e-12 slack of
+# the eq. 28 check fails on rounding alone (a fresh CI run drew A = 2.2e-313: Â/A = 1.7500000000111).
+@given(delta=finite, adv=st.floats(-5, 5, allow_nan=False, allow_subnormal=False), lam=st.floats(0, 1),
+       eps_w=st.floats(0, 0.9))
 def test_token_advantage_keeps_sign_and_bounds(delta, adv, lam, eps_w):
     """eq. 27: sign(Â) = sign(A); eq. 28: Â/A ∈ [1 − λε_w, 1 + λε_w]; eq. 6: m_t ∈ [1 ± ε_w]."""
     d, a = torch.tensor([delta], dtype=torch.float64), torch.tensor([adv], dtype=torch.float64)
