@@ -94,18 +94,23 @@ class JsonlReader:
         what was left of it when a resumed run changed world size (see `load_state_dicts`)."""
         if self._remainder is not None and epoch == self.epoch:
             return self._remainder
+        return self._seeded_order(epoch)
+
+    def _seeded_order(self, epoch: int) -> np.ndarray:
         n = len(self.records)
         return np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
+
+    @staticmethod
+    def _padded(order: np.ndarray, world_size: int) -> np.ndarray:
+        """`order` wrapped around to a multiple of world_size (np.resize repeats from the start)."""
+        return np.resize(order, -(-len(order) // world_size) * world_size)
 
     def epoch_indices(self, epoch: int) -> list[int]:
         """This rank's record indices for `epoch`. The epoch's order (seeded by seed and epoch) is
         padded by wrapping around to a multiple of world_size, as torch's DistributedSampler does,
         so every rank gets the same count and the ranks stay in lockstep under FSDP; rank r takes
         every world_size-th index starting at r."""
-        order = self._global_order(epoch)
-        per_rank = -(-len(order) // self.world_size)
-        padded = np.resize(order, per_rank * self.world_size)     # np.resize repeats from the start
-        return padded[self.rank::self.world_size].tolist()
+        return self._padded(self._global_order(epoch), self.world_size)[self.rank::self.world_size].tolist()
 
     def __iter__(self):
         """Yield the rest of the current epoch; when it is exhausted the next epoch begins."""
@@ -167,21 +172,17 @@ class JsonlReader:
         for s in states:
             self._check_same_data(s)
         epoch = min(s["epoch"] for s in states)
-        old = JsonlReader.__new__(JsonlReader)      # the old world's view of that epoch
-        old.records, old.seed, old.shuffle, old.world_size = self.records, self.seed, self.shuffle, len(states)
-        old.epoch, old._remainder = epoch, None
-        carried = [s for s in states if s["epoch"] == epoch and s.get("remainder") is not None]
-        if carried:                                 # the old run had itself been resized in this epoch
-            old._remainder = np.asarray(carried[0]["remainder"], dtype=np.int64)
-        order = old._global_order(epoch)
-        per_rank = -(-len(order) // old.world_size)
-        padded = np.resize(order, per_rank * old.world_size)
+        old_world = len(states)
+        carried = [s["remainder"] for s in states if s["epoch"] == epoch and s.get("remainder") is not None]
+        # the old world's order of that epoch: its own remainder if it had itself been resized in it
+        order = np.asarray(carried[0], dtype=np.int64) if carried else self._seeded_order(epoch)
+        padded = self._padded(order, old_world)
         consumed = np.zeros(len(padded), dtype=bool)
         ahead = 0
         for r, s in enumerate(states):
-            done = s["position"] if s["epoch"] == epoch else per_rank
+            done = s["position"] if s["epoch"] == epoch else len(padded) // old_world
             ahead += s["position"] if s["epoch"] > epoch else 0
-            consumed[r::old.world_size][:done] = True
+            consumed[r::old_world][:done] = True
         self.epoch, self.position = epoch, 0
         self._remainder = padded[~consumed].astype(np.int64)
         if self.rank == 0:
