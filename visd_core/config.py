@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import math
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,7 +104,10 @@ class Algorithm:
     clip_low: float = 0.2            # ε_pg of visd eq. 16
     clip_high: float = 0.2
     loss_agg: Literal["seq_mean_token_mean", "token_mean"] = "seq_mean_token_mean"
-    kl_beta: float = 0.0             # k3 KL to a reference policy (visioncoach uses 0.04; VISD none)
+    kl_beta: float = 0.0             # k3 KL to a frozen reference policy (visioncoach App. B: 0.04; VISD none)
+    # GSPO's sequence-ratio clip range (gspo/visioncoach): the GSPO paper's 3e-4 / 4e-4 (visioncoach gives none)
+    gspo_clip_low: float = 3e-4
+    gspo_clip_high: float = 4e-4
     updates_per_batch: int = 1       # policy updates per rollout batch (1 in the paper recipe)
 
 
@@ -167,12 +171,38 @@ class Judge:
     on_fallback: Literal["warn", "abort"] = "warn"
 
 
+# The visual-prompt kinds of visioncoach App. C.4 (the VP-Selector's label set), in the paper's order.
+VISUAL_PROMPT_KINDS = ("api_prompt", "circle", "darken", "numpro", "raw")
+
+
 @dataclass
 class VisionCoach:
-    hard_threshold: float = 1.0      # k: a sample is hard when its mean reward < k (visioncoach Alg. 1)
+    # k of Algorithm 1: sample i is hard when its mean reward R̄ᵢ < k. The paper's 2.21 is Open-o3-Video's
+    # mean reward (App. B), a property of that model and reward scale; "batch_mean" takes this step's mean
+    # reward over every rank's rollouts instead, which adapts to any policy and reward weights, and
+    # "batch_quantile:q" the q-quantile of this step's R̄ᵢ over every rank (Table 7's k = 25% / 50% / 75%).
+    hard_threshold: float | str = 2.21
     sd_weight: float = 0.1           # α of visioncoach eq. 2
-    sd_top_n: int = 2                # top-N improved trajectories distilled (visioncoach §4.1)
-    prompt_kind: Literal["darken", "red_circle", "frame_number", "auto"] = "auto"
+    sd_top_n: int = 2                # N of TopN (Alg. 1 line 15; App. B: top 2)
+    # What the distilled trajectories are conditioned on: eq. 1's prompted input (x′, q′), or the raw
+    # (x, q) — the more direct way to internalize the prompt, an ablation.
+    sd_condition: Literal["prompted", "raw"] = "prompted"
+    # Who picks the prompt for a hard sample (Table 13): "model" (the trained VP-Selector at
+    # selector_path), "fixed:<kind>" (one kind for all), or "gating" (frame numbers when the sample's
+    # temporal reward is below the batch mean, darken when its spatial one is; App. D.3).
+    selector: str = "gating"
+    selector_path: str = ""          # a directory written by `python -m visd_core.selector train`
+    clip_path: str = ""              # local CLIP checkpoint for the api_prompt kind ("" = kind unavailable)
+
+
+@dataclass
+class Eval:
+    # Validation during training (visd_core/eval/validation.py): greedy answers on the first num_samples
+    # records of data.val_path, logged as val/* every `every` steps, at the start of RL and at the end.
+    every: int = 0                   # steps between validations (0 = off)
+    num_samples: int = 32            # validation records per evaluation, split over ranks
+    batch_size: int = 8              # prompts decoded together per rank
+    max_new_tokens: int = 0          # 0 = rollout.max_new_tokens
 
 
 @dataclass
@@ -221,6 +251,7 @@ class Config:
     reward: Reward = field(default_factory=Reward)
     judge: Judge = field(default_factory=Judge)
     visioncoach: VisionCoach = field(default_factory=VisionCoach)
+    eval: Eval = field(default_factory=Eval)
     checkpoint: Checkpoint = field(default_factory=Checkpoint)
     parallel: Parallel = field(default_factory=Parallel)
     kernels: Kernels = field(default_factory=Kernels)
@@ -302,6 +333,12 @@ _RANGES = {
     ("judge", "max_fallback_frac"): (_prob, "a fraction in [0, 1]"),
     ("visioncoach", "sd_weight"): (lambda v: v >= 0, ">= 0"),
     ("visioncoach", "sd_top_n"): (lambda v: v >= 1, ">= 1"),
+    ("algorithm", "gspo_clip_low"): (lambda v: 0 <= v < 1, "a clip bound in [0, 1)"),
+    ("algorithm", "gspo_clip_high"): (lambda v: v >= 0, "a clip bound >= 0"),
+    ("eval", "every"): (lambda v: v >= 0, ">= 0 (0 = no validation)"),
+    ("eval", "num_samples"): (lambda v: v >= 1, ">= 1"),
+    ("eval", "batch_size"): (lambda v: v >= 1, ">= 1"),
+    ("eval", "max_new_tokens"): (lambda v: v >= 0, ">= 0 (0 = rollout.max_new_tokens)"),
     ("checkpoint", "every"): (lambda v: v >= 0, ">= 0"),
     ("checkpoint", "keep"): (lambda v: v >= 2, ">= 2 (a crash while writing must leave one complete checkpoint)"),
     ("report", "credit_every"): (lambda v: v >= 0, ">= 0 (0 = no token-credit records)"),
@@ -323,6 +360,28 @@ def _cross_checks(cfg: Config) -> None:
         raise ValueError(f"model.hidden_size ({cfg.model.hidden_size}) must be a multiple of model.num_heads")
     if cfg.reward.sigma_min > cfg.reward.sigma_max:
         raise ValueError(f"reward.sigma_min ({cfg.reward.sigma_min}) > reward.sigma_max ({cfg.reward.sigma_max})")
+    vc = cfg.visioncoach
+    if isinstance(vc.hard_threshold, str) and vc.hard_threshold != "batch_mean":
+        q = vc.hard_threshold.removeprefix("batch_quantile:")
+        try:
+            ok = q != vc.hard_threshold and 0.0 <= float(q) <= 1.0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"visioncoach.hard_threshold = {vc.hard_threshold!r}: must be a number, \"batch_mean\" "
+                             "or \"batch_quantile:q\" with q in [0, 1]")
+    fixed = vc.selector.removeprefix("fixed:")
+    if vc.selector not in ("model", "gating") and not (vc.selector.startswith("fixed:") and fixed in VISUAL_PROMPT_KINDS):
+        raise ValueError(f"visioncoach.selector = {vc.selector!r}: must be 'model', 'gating' or 'fixed:<kind>' "
+                         f"with a kind in {', '.join(VISUAL_PROMPT_KINDS)}")
+    if cfg.algorithm.name == "visioncoach" and vc.selector == "model" and not vc.selector_path:
+        raise ValueError("visioncoach.selector = 'model' needs visioncoach.selector_path (a trained VP-Selector "
+                         "directory: python -m visd_core.selector train)")
+    if cfg.algorithm.name == "visioncoach" and fixed == "api_prompt" and not vc.clip_path:
+        raise ValueError("visioncoach.selector = 'fixed:api_prompt' needs visioncoach.clip_path (a local CLIP "
+                         "checkpoint directory)")
+    if cfg.eval.every > 0 and not cfg.data.val_path:
+        raise ValueError("eval.every > 0 needs data.val_path (validation records)")
     if cfg.checkpoint.resume not in ("none", "auto") and not cfg.checkpoint.resume.strip():
         raise ValueError("checkpoint.resume must be 'none', 'auto' or a checkpoint step folder")
 
@@ -332,6 +391,14 @@ def _coerce(section: str, key: str, value, hint):
     """Return `value` as type `hint`, or raise ValueError naming the key and the expected type."""
     name = f"{section}.{key}"
     origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):     # e.g. float | Literal["batch_mean"]: the first that fits
+        errors = []
+        for member in typing.get_args(hint):
+            try:
+                return _coerce(section, key, value, member)
+            except ValueError as e:
+                errors.append(str(e).removeprefix(f"{name} ").removeprefix(f"= {value!r} "))
+        raise ValueError(f"{name} = {value!r}: " + "; or ".join(errors))
     if origin is Literal:
         choices = typing.get_args(hint)
         if value not in choices:

@@ -1,6 +1,7 @@
 """From records to model inputs: decoded frames, prompt ids, and padded policy batches.
 
     sample = load_prompt(record, cfg.data, tokenizer)       # frames, visual tensors, prompt ids
+    sample = load_prompt(record, cfg.data, tokenizer, visual_prompt="darken")   # x', q' (visioncoach Alg. 1)
     batch = collate([(sample.prompt_ids, completion_ids, sample), ...], pad_id)
 
 Every row of a batch is left-padded (prompts end at the last column, so the rollout can append),
@@ -16,11 +17,12 @@ import torch
 
 from visd_core.config import Data as DataCfg
 from visd_core.data.schema import Record
-from visd_core.data.video import frames_to_image_inputs, read_video
+from visd_core.data.video import SampledVideo, frames_to_image_inputs, read_video
 from visd_core.model.logits import PolicyBatch
 from visd_core.prompt import build_chat
 from visd_core.teacher.context import teacher_chat
 from visd_core.tokenizer import QwenTokenizer
+from visd_core.visual_prompts import ClipRelevance, apply_visual_prompt, with_hint
 
 
 class SampleError(ValueError):
@@ -44,15 +46,30 @@ class PromptSample:
     tokens_per_frame: list[int]
 
 
-def load_prompt(record: Record, cfg: DataCfg, tok: QwenTokenizer) -> PromptSample:
-    """Decode the record's video, build its visual inputs and its student prompt."""
+def decode_frames(record: Record, cfg: DataCfg) -> SampledVideo:
+    """The record's sampled frames at the original resolution, with their times (SampleError if unreadable)."""
     try:
-        video = read_video(record.video_path, cfg.num_frames if cfg.fps <= 0 else None,
-                           fps=cfg.fps if cfg.fps > 0 else None, min_frames=cfg.min_frames, max_frames=cfg.max_frames)
+        return read_video(record.video_path, cfg.num_frames if cfg.fps <= 0 else None,
+                          fps=cfg.fps if cfg.fps > 0 else None, min_frames=cfg.min_frames, max_frames=cfg.max_frames)
     except Exception as e:      # a corrupt or unreadable file: the caller skips and counts it
         raise SampleError(f"{record.id}: cannot read video {record.video_path}: {type(e).__name__}: {e}",
                           "unreadable_video") from e
-    vis = frames_to_image_inputs(video.frames, cfg.min_pixels, cfg.max_pixels)
+
+
+def load_prompt(record: Record, cfg: DataCfg, tok: QwenTokenizer, *, visual_prompt: str | None = None,
+                clip: ClipRelevance | None = None) -> PromptSample:
+    """Decode the record's video, build its visual inputs and its student prompt.
+
+    With `visual_prompt` (one of visual_prompts.KINDS): x' and q' of visioncoach Alg. 1 line 9. The
+    prompt is drawn on the decoded frames at the original resolution, before the resize, so the
+    record's normalized boxes land on exact pixels; `sample.record` is then the hinted record, so a
+    prompt rebuilt from it (teacher_prompt_ids) shows the same question."""
+    video = decode_frames(record, cfg)
+    frames = video.frames
+    if visual_prompt is not None:
+        frames = apply_visual_prompt(frames, video.times, record, visual_prompt, clip=clip)
+        record = with_hint(record, visual_prompt)
+    vis = frames_to_image_inputs(frames, cfg.min_pixels, cfg.max_pixels)
     counts = vis.tokens_per_item()
     _, gh, gw = vis.grid_thw[0].tolist()
     sample = PromptSample(record=record, prompt_ids=[], pixel_values=vis.pixel_values, grid_thw=vis.grid_thw,
