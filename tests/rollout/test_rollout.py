@@ -153,3 +153,19 @@ def test_fast_and_rejection_nucleus_paths_agree(monkeypatch):
     for draws in (tok[1::2], ref):
         assert (p_flat[draws] >= p_flat.sort(descending=True).values[n_nucleus - 1]).all()   # only nucleus tokens
         assert len(set(draws.tolist())) > 1000                                              # spread over it
+
+
+def test_greedy_is_the_argmax_and_deterministic(model):
+    logits = torch.tensor([[0.5, 2.0, 2.0, -1.0], [3.0, -2.0, 0.0, 1.0]])
+    tok, logp = sample_next(logits, temperature=0.0, top_p=0.5, generator=None)
+    assert tok.tolist() == [1, 0]                   # a tie goes to the lower id
+    assert torch.allclose(logp, torch.log_softmax(logits, -1).gather(-1, tok[:, None]).squeeze(-1))
+
+    seqs = tiny_sequences(2, seed=3)
+    cfg = Rollout(group_size=1, temperature=0.0, top_p=1.0, max_new_tokens=5)
+    runs = [generate(model, left_padded_prompts(seqs), cfg, group_size=1, stop_ids=EOS_IDS, pad_id=ENDOFTEXT_ID,
+                     generator=torch.Generator().manual_seed(s)) for s in (0, 1)]
+    assert torch.equal(runs[0].completion_ids, runs[1].completion_ids)     # the generator plays no part
+    with torch.no_grad():                           # every generated token is the full forward's argmax
+        cl = completion_logits(model, full_batch(seqs, runs[0], 1))
+    assert torch.equal(cl.logits.argmax(-1), cl.targets)

@@ -1,2 +1,3 @@
-"""Benchmark metrics: V-STAR (vstar.py), Charades-STA (charades.py), multiple choice (mcq.py),
-and the command line that computes them from JSONL files (`python -m visd_core.eval --help`)."""
+"""Benchmark metrics: V-STAR (vstar.py), Charades-STA (charades.py), multiple choice (mcq.py); the
+evaluation runner (runner.py: generate, verify, summarize) with its data readers (formats.py) and
+summary (summary.py); and the command line for both (`python -m visd_core.eval --help`)."""

@@ -1,5 +1,12 @@
-"""Benchmark metrics from JSONL files; prints one JSON object (percentages as in the papers).
+"""Evaluate a trained policy on a benchmark, or compute benchmark metrics from JSONL files; prints
+one JSON object (percentages as in the papers).
 
+    python -m visd_core.eval run --model DIR --data FILE --out DIR [--num-frames N --max-new-tokens N
+        --batch-size N --temperature 0 --limit N --video-root DIR --format auto|jsonl|vstar|charades]
+        DIR: an exported model (config.json + safetensors) or a checkpoint runs/X/checkpoints/step_NNNNNN
+        FILE: the project's JSONL, V-STaR's annotation JSON or Charades-STA's `sid s e##query` lines
+        -> <out>/predictions.jsonl (resumable) and <out>/summary.json, whose "overall" block is printed
+        (visd_core/eval/runner.py, formats.py, summary.py)
     python -m visd_core.eval vstar --scores S.jsonl
         S: {"qid": …, "chain": 1|2, "acc": 0..1, "tiou": 0..1, "viou": 0..1} per line
         -> {"Acc", "tIoU_chain1", "tIoU_chain2", "vIoU_chain1", "vIoU_chain2", "mAM", "mLGM", "n"}
@@ -70,6 +77,12 @@ def charades_row(pred_path: str, gt_path: str) -> dict:
         raise InputError(f"{gt_path}: {e}") from None
 
 
+def _rounded(v):
+    if isinstance(v, dict):
+        return {k: _rounded(x) for k, x in v.items()}
+    return round(v, 4) if isinstance(v, float) else v
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m visd_core.eval", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="benchmark", required=True)
@@ -78,13 +91,31 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("charades", help="Charades-STA R@0.3/0.5/0.7 and mIoU")
     p.add_argument("--pred", required=True, help="predictions JSONL")
     p.add_argument("--gt", required=True, help="ground-truth JSONL")
+    p = sub.add_parser("run", help="generate, verify and score a model on a benchmark")
+    p.add_argument("--model", required=True, help="exported model directory or checkpoint step folder")
+    p.add_argument("--data", required=True, help="JSONL records, V-STaR annotation JSON or Charades-STA lines")
+    p.add_argument("--out", required=True, help="folder for predictions.jsonl and summary.json")
+    p.add_argument("--num-frames", type=int, default=None, help="frames per video (default: the model's)")
+    p.add_argument("--max-new-tokens", type=int, default=768)
+    p.add_argument("--batch-size", type=int, default=4, help="records decoded together")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--limit", type=int, default=0, help="only the first N records (0 = all)")
+    p.add_argument("--video-root", default=None, help="folder of the videos (default: the data file's)")
+    p.add_argument("--format", default="auto", choices=("auto", "jsonl", "vstar", "charades"))
     args = ap.parse_args(argv)
     try:
-        row = vstar_row(args.scores) if args.benchmark == "vstar" else charades_row(args.pred, args.gt)
-    except InputError as e:
+        if args.benchmark == "run":
+            from visd_core.eval import runner    # torch and the model: only for this command
+            row = runner.run(args.model, args.data, args.out, num_frames=args.num_frames,
+                             max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                             temperature=args.temperature, limit=args.limit, video_root=args.video_root,
+                             fmt=args.format)["overall"]
+        else:
+            row = vstar_row(args.scores) if args.benchmark == "vstar" else charades_row(args.pred, args.gt)
+    except (InputError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
+    print(json.dumps(_rounded(row)))
     return 0
 
 

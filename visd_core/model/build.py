@@ -210,8 +210,11 @@ def _reset_rope_buffers(model: torch.nn.Module) -> None:
             model._init_weights(mod)
 
 
-def build_unsharded(m: ModelCfg, *, seed: int = 0, device: str | torch.device = "cpu") -> Qwen2_5_VLPolicy:
-    """The plain (unsharded, fp32) model: references in tests, single-device tools."""
+def build_unsharded(m: ModelCfg, *, seed: int = 0, device: str | torch.device = "cpu",
+                    weights: bool = True) -> Qwen2_5_VLPolicy:
+    """The plain (unsharded, fp32) model: references in tests, single-device tools.
+    weights=False leaves a `model.path` model's parameters unset (its safetensors unread), for a
+    caller that loads a training checkpoint into it next."""
     device = torch.device(device)
     config = model_config(m)
     attn = resolve_attn(m.attn, device, torch.float32)
@@ -220,6 +223,8 @@ def build_unsharded(m: ModelCfg, *, seed: int = 0, device: str | torch.device = 
     model = _empty(config, attn)
     model.to_empty(device=device)
     _reset_rope_buffers(model)
+    if not weights:
+        return model
     sd = load_safetensors(m.path, config)
     _check_state_dict(sd, model, m.path)
     model.load_state_dict(sd, strict=True)
