@@ -15,7 +15,10 @@ behaviour of its list (the last one repeats). Behaviours:
   null        200, content null with finish_reason "length"
   close       200 headers promising a body, a part of it, then the connection is closed
   idle_close  as ok, then the connection is closed without notice (a server's keep-alive timeout)
-Every request is recorded (arrival time, headers, decoded body).
+Every request is recorded (arrival time, headers, decoded body). A user message made of parts
+(text and image_url, as the VP-Selector's proxy reasoners send) is routed by its text parts, and
+`content(key, body)`, when given, writes the assistant message of the ok-like replies instead of
+{"feedback": "ok <key>"}.
 """
 from __future__ import annotations
 
@@ -42,8 +45,8 @@ class _Server(ThreadingHTTPServer):
 
 class FakeOpenAI:
     def __init__(self, script: dict[str, list[str]] | None = None, default: str = "ok",
-                 slow_s: float = 1.0, retry_after: str = "0.5", delay_s: float = 0.0):
-        self.script, self.default = script or {}, default
+                 slow_s: float = 1.0, retry_after: str = "0.5", delay_s: float = 0.0, content=None):
+        self.script, self.default, self.content = script or {}, default, content
         self.slow_s, self.retry_after, self.delay_s = slow_s, retry_after, delay_s
         self.requests: list[dict] = []
         self._seen: dict[str, int] = {}
@@ -64,7 +67,9 @@ class FakeOpenAI:
     def count(self, key: str | None = None) -> int:
         return sum(1 for r in self.requests if key is None or r["key"] == key)
 
-    def _next(self, user: str) -> tuple[str, str]:
+    def _next(self, user: str | list) -> tuple[str, str]:
+        if isinstance(user, list):
+            user = "\n".join(p.get("text", "") for p in user if isinstance(p, dict))
         key = next((k for k in self.script if k in user), "")
         with self._lock:
             n = self._seen.get(key, 0)
@@ -99,7 +104,7 @@ class FakeOpenAI:
                                           "behaviour": what, "headers": dict(self.headers), "body": body})
                 if fake.delay_s:
                     time.sleep(fake.delay_s)
-                good = completion(json.dumps({"feedback": f"ok {key}"}))
+                good = completion(fake.content(key, body) if fake.content else json.dumps({"feedback": f"ok {key}"}))
                 if what == "ok":
                     self._send(200, good)
                 elif what == "idle_close":

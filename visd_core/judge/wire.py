@@ -3,6 +3,8 @@
 A reply is accepted only when the assistant message is a JSON object with the single key
 "feedback" holding a non-empty string (G.1 "Return strict JSON only with key: feedback"); a
 ```json fenced block around it is tolerated because chat models add one despite the instruction.
+The VP-Selector's proxy reasoners use the envelope alone: `chat_body` (image parts in the user
+message) and `parse_content`.
 """
 from __future__ import annotations
 
@@ -28,12 +30,14 @@ def request_body(model: str, system: str, user: str, temperature: float, max_tok
     """`max_tokens_field`: OpenAI's reasoning models (GPT-5.x) reject "max_tokens" and want
     "max_completion_tokens"; vLLM and most local servers take "max_tokens". `reasoning_effort` is
     sent only when set: servers without reasoning reject the field."""
-    body = {
-        "model": model,
-        "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
-        "temperature": temperature,
-        max_tokens_field: max_tokens,
-    }
+    return chat_body(model, [{"role": "system", "content": system}, {"role": "user", "content": user}],
+                     temperature, max_tokens, max_tokens_field, reasoning_effort)
+
+
+def chat_body(model: str, messages: list[dict], temperature: float, max_tokens: int,
+              max_tokens_field: str = "max_tokens", reasoning_effort: str = "") -> bytes:
+    """The request body for any messages (a user content may be a list of text / image_url parts)."""
+    body = {"model": model, "messages": messages, "temperature": temperature, max_tokens_field: max_tokens}
     if reasoning_effort:
         body["reasoning_effort"] = reasoning_effort
     return json.dumps(body, ensure_ascii=False).encode("utf-8")
@@ -60,6 +64,11 @@ def parse_feedback(content: str) -> str:
 
 def parse_reply(body: bytes) -> str:
     """The feedback from a chat-completions response body (BadReply on any deviation)."""
+    return parse_feedback(parse_content(body))
+
+
+def parse_content(body: bytes) -> str:
+    """The assistant message of a chat-completions response body (BadReply / EmptyContent)."""
     try:
         obj = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -74,7 +83,7 @@ def parse_reply(body: bytes) -> str:
                            "model may have spent judge.max_tokens on reasoning")
     if not isinstance(content, str):
         raise BadReply(f"message content must be a string, got {type(content).__name__}")
-    return parse_feedback(content)
+    return content
 
 
 def _excerpt(text: str, n: int = 80) -> str:
