@@ -12,9 +12,12 @@ import argparse
 import logging
 import os
 import sys
+import time
 
 from visd_core.config import load_config, to_toml
 from visd_core.preflight import InputError, check_inputs
+
+EXIT_GRACE_S = 3.0      # a loaded 2-core machine once killed rank 0 before it printed (tests/test_preflight.py)
 
 
 def parse_args(argv: list[str]):
@@ -44,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as e:
         if rank0:
             print(f"train.py: {e}".replace("\n", "\ntrain.py: "), file=sys.stderr)
+        else:   # torchrun stops every worker once one fails: let rank 0 say why before this one exits
+            time.sleep(EXIT_GRACE_S)
         return 2
     logging.basicConfig(level=logging.INFO if rank0 else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -55,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:     # bad input met while building: an incomplete checkpoint, no valid records, ...
         if rank0:
             print(f"train.py: {e}", file=sys.stderr)
+        else:
+            time.sleep(EXIT_GRACE_S)
         destroy_distributed()
         return 2
     try:

@@ -157,3 +157,62 @@ def test_ablation_files_change_one_thing():
         assert cfg.optim == base.optim and cfg.rollout == base.rollout
     grpo = load_config(ROOT / "configs" / "grpo_qwen25vl_7b.toml")
     assert grpo.algorithm.name == "grpo" and grpo.visd.lambda0 == 0.0
+
+
+VC_7B = ROOT / "configs" / "visioncoach_qwen25vl_7b.toml"
+
+
+def test_visioncoach_7b_recipe_has_the_papers_values():
+    r = run_train("--config", str(VC_7B), "--print-config")
+    assert r.returncode == 0, r.stderr
+    c = tomllib.loads(r.stdout)
+    assert c["algorithm"]["name"] == "visioncoach"
+    assert c["data"]["num_frames"] == 16                                        # App. B.2: 16 frames
+    assert c["optim"]["lr"] == 1e-6 and c["optim"]["rl_lr"] in (0.0, 1e-6)      # App. B.2
+    assert c["optim"]["rl_schedule"] == "cosine"                                # App. B.2: cosine schedule
+    assert c["optim"]["weight_decay"] == 0.01 and c["optim"]["max_grad_norm"] == 5.0
+    assert c["rollout"]["group_size"] == 4 and c["algorithm"]["kl_beta"] == 0.04
+    assert c["data"]["max_prompt_len"] == 16384 and c["rollout"]["max_new_tokens"] == 768
+    assert c["training"]["batch_size"] == 1 and c["training"]["grad_accum"] == 1
+    assert c["visioncoach"]["hard_threshold"] == 2.21                           # App. B.2: k
+    assert c["visioncoach"]["sd_weight"] == 0.1 and c["visioncoach"]["sd_top_n"] == 2     # §4.1: α, top-2
+    assert c["visioncoach"]["sd_condition"] == "prompted"                       # eq. 1: (x′, q′)
+    assert c["visioncoach"]["selector"] == "model"                              # §3.3: the VP-Selector
+    assert c["reward"]["spatial"] == "object_aware"                             # eq. 8
+    # eq. 4: r_acc + r_fmt + r_tmp + r_spa, each weight 1
+    assert all(c["reward"][f"w_{k}"] == 1.0 for k in ("ans", "fmt", "ans_tmp", "ans_spa", "thk_tmp", "thk_spa"))
+    # one epoch of STGR-RL-36k at 8 prompts per step (8 GPUs x batch 1 x accum 1, App. B.2)
+    assert c["training"]["stage"] == "rl" and c["training"]["rl_steps"] == 36000 // 8 == c["reward"]["sigma_steps"]
+
+
+def test_visioncoach_ablations_change_one_thing():
+    base = load_config(VC_7B)
+    expected = {
+        "visioncoach_k25": ("hard_threshold", "batch_quantile:0.25"),   # Table 7 (k)
+        "visioncoach_k75": ("hard_threshold", "batch_quantile:0.75"),
+        "visioncoach_alpha0": ("sd_weight", 0.0),                        # Table 10 (α)
+        "visioncoach_alpha001": ("sd_weight", 0.01),
+        "visioncoach_alpha05": ("sd_weight", 0.5),
+        "visioncoach_top1": ("sd_top_n", 1),                             # Table 8 (top-N)
+        "visioncoach_top3": ("sd_top_n", 3),
+        "visioncoach_fixed_darken": ("selector", "fixed:darken"),        # Table 13 (selector)
+        "visioncoach_fixed_circle": ("selector", "fixed:circle"),
+        "visioncoach_gating": ("selector", "gating"),
+        "visioncoach_sd_raw": ("sd_condition", "raw"),
+    }
+    for name, (key, value) in expected.items():
+        cfg = load_config(ROOT / "configs" / "ablations" / f"{name}.toml")
+        assert getattr(cfg.visioncoach, key) == value, name
+        rest = {k: v for k, v in vars(cfg.visioncoach).items() if k != key}
+        assert rest == {k: v for k, v in vars(base.visioncoach).items() if k != key}, name
+        assert cfg.optim == base.optim and cfg.rollout == base.rollout and cfg.algorithm == base.algorithm
+
+
+def test_visioncoach_config_errors():
+    for override, needle in [("--visioncoach.selector=fixed:blur", "fixed:<kind>"),
+                             ('--visioncoach.hard_threshold="batch_quantile:1.5"', "batch_quantile"),
+                             ("--visioncoach.sd_condition=both", "sd_condition")]:
+        with pytest.raises(ValueError, match=needle):
+            load_config(None, [override])
+    with pytest.raises(ValueError, match="clip_path"):
+        load_config(None, ["--algorithm.name=visioncoach", "--visioncoach.selector=fixed:api_prompt"])

@@ -6,7 +6,8 @@ A folder counts only once rank 0 has written `COMMITTED` after every rank's file
 crash mid-save leaves an incomplete folder that resume ignores and the next save deletes. After a
 commit, complete checkpoints beyond the newest `keep` (>= 2) are deleted: a crash during the next
 save still leaves a complete one. DCP stores the sharded model and optimizer (resharding-safe: a
-run may resume on another world size), the teacher, and per-rank extras (the caller's dict and
+run may resume on another world size), the frozen models a recipe carries (VISD's EMA teacher, GSPO's KL
+reference; COMMITTED says which), and per-rank extras (the caller's dict and
 the torch / numpy / python / CUDA RNG states of every rank).
 """
 from __future__ import annotations
@@ -127,8 +128,8 @@ def set_rng_state(state: dict) -> None:
 
 # ---------------------------------------------------------------------------- save / load
 def save_checkpoint(root: str | Path, step: int, d: Dist, *, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    teacher: nn.Module | None = None, extra: dict | None = None, keep: int = 2,
-                    before_commit=None) -> Path:
+                    teacher: nn.Module | None = None, reference: nn.Module | None = None,
+                    extra: dict | None = None, keep: int = 2, before_commit=None) -> Path:
     """Write `<root>/step_<step>`, commit it, then prune. Collective. `extra` is this rank's picklable
     state (schedules, data position, ...); each rank gets its own back from `load_checkpoint`."""
     if keep < 2:
@@ -141,6 +142,8 @@ def save_checkpoint(root: str | Path, step: int, d: Dist, *, model: nn.Module, o
     state = {"model": model_sd, "optim": optim_sd}
     if teacher is not None:
         state["teacher"] = get_model_state_dict(teacher)
+    if reference is not None:       # the frozen KL reference (gspo / visioncoach): the SFT policy, not re-derivable
+        state["reference"] = get_model_state_dict(reference)
     per_rank = [None] * d.world_size
     dist.all_gather_object(per_rank, {"extra": extra or {}, "rng": rng_state()})
     # One bytes leaf, identical on every rank (DCP writes it once); unpickled by us, not by torch.load.
@@ -152,7 +155,8 @@ def save_checkpoint(root: str | Path, step: int, d: Dist, *, model: nn.Module, o
     if d.is_main:
         tmp = path / (MARKER + ".tmp")
         with open(tmp, "w") as f:
-            json.dump({"step": step, "world_size": d.world_size, "teacher": teacher is not None}, f)
+            json.dump({"step": step, "world_size": d.world_size, "teacher": teacher is not None,
+                       "reference": reference is not None}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path / MARKER)  # atomic: the folder is complete from this instant
@@ -171,7 +175,7 @@ def _prune(root: Path, keep: int) -> None:
 
 
 def load_checkpoint(path: str | Path, d: Dist, *, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    teacher: nn.Module | None = None) -> tuple[int, dict]:
+                    teacher: nn.Module | None = None, reference: nn.Module | None = None) -> tuple[int, dict]:
     """Restore model, optimizer, teacher and this rank's RNG in place; return (step, this rank's extra).
     Collective. A checkpoint written on another world size restores everything but per-rank state:
     every rank then gets rank 0's extra with the list of every old rank's extra under "all_ranks"
@@ -183,14 +187,20 @@ def load_checkpoint(path: str | Path, d: Dist, *, model: nn.Module, optimizer: t
     meta = json.loads(marker.read_text())
     if teacher is not None and not meta["teacher"]:
         raise ValueError(f"checkpoint {path}: holds no teacher, but a teacher was asked for")
+    if reference is not None and not meta.get("reference"):
+        raise ValueError(f"checkpoint {path}: holds no reference policy, but one was asked for")
     model_sd, optim_sd = get_state_dict(model, optimizer)     # sharded targets, loaded into in place
     state = {"model": model_sd, "optim": optim_sd, "ranks": b""}
     if teacher is not None:
         state["teacher"] = get_model_state_dict(teacher)
+    if reference is not None:
+        state["reference"] = get_model_state_dict(reference)
     dcp.load(state, checkpoint_id=str(path))
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
     if teacher is not None:
         set_model_state_dict(teacher, state["teacher"])
+    if reference is not None:
+        set_model_state_dict(reference, state["reference"])
     per_rank = pickle.loads(state["ranks"])
     if len(per_rank) == d.world_size:
         mine = per_rank[d.rank]

@@ -24,6 +24,9 @@ def missing_inputs(cfg: Config) -> list[str]:
     d, m = cfg.data, cfg.model
     if not os.path.isfile(d.train_path):
         problems.append(f"data.train_path {d.train_path}: no such file; {SYNTHETIC_HINT}")
+    if cfg.eval.every > 0 and not os.path.isfile(d.val_path):
+        problems.append(f"data.val_path {d.val_path}: no such file (eval.every = {cfg.eval.every} validates on it); "
+                        "set --eval.every=0 to train without validation")
     if d.video_root and not os.path.isdir(d.video_root):
         problems.append(f"data.video_root {d.video_root}: no such directory (the folder relative video_path "
                         "values are resolved against; \"\" = the JSONL's folder)")

@@ -1,11 +1,13 @@
-"""The training loop: SFT cold start, then grounded GRPO / VISD RL (visd §3, Algorithm 1, §C).
+"""The training loop: SFT cold start, then an RL recipe (visd_core/algorithms/) on shared services.
 
     torchrun --standalone --nproc_per_node=2 train.py --config configs/tiny_synthetic.toml
 
-One RL step (DESIGN.md "One RL step"): rollout → verifier reward → group advantage (eq. 14) →
-judge feedback → teacher replay reduced to an O(N·K) top-K summary → one fused student pass for
-Δ_t, m_t, Â_t and the clipped surrogate (eq. 4–7, 16) → AdamW → EMA teacher (eq. 8) → schedules.
-Plain GRPO is the same code with λ ≡ 0: no judge, no teacher. Once λ reaches 0 neither runs.
+The loop: SFT steps (token-mean cross-entropy on the grounded targets), then RL steps, each one
+`algo.step(rl_step)` of the recipe named by algorithm.name — grounded GRPO / VISD
+(algorithms/visd.py), GSPO with a KL to the SFT policy (algorithms/gspo.py) or VisionCoach
+(algorithms/visioncoach.py, Algorithm 1 of its paper). What every recipe needs is a service here:
+the next prompts, G rollouts, the verifier's rewards, a replay of the policy's token log-probs, a
+backward and an optimizer step (algorithms/base.py lists them).
 
 Every rank runs the same number of forwards (FSDP2 collectives), so every per-rank choice that
 could diverge (a skipped sample, an early stop, a non-finite loss) is agreed on by all-reduce.
@@ -15,6 +17,7 @@ checkpoint is written but not committed (first attempt only: a torchrun restart 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -32,24 +35,22 @@ from tqdm import tqdm
 
 import kernels
 from visd_core import checkpoint as ckpt
-from visd_core.algorithms.advantages import group_advantages
-from visd_core.algorithms.schedules import stage_lr, visd_lambda
+from visd_core.algorithms import GroupRollouts, TokenLogprobs, build_algorithm
+from visd_core.algorithms.schedules import stage_lr
 from visd_core.config import Config, save_config
-from visd_core.credit import record_credit
 from visd_core.data.model_inputs import PromptSample, SampleError, collate, load_prompt, teacher_prompt_ids
 from visd_core.data.reader import JsonlReader
-from visd_core.judge import FallbackMonitor, build_judge
+from visd_core.eval.validation import Validator
 from visd_core.judge.base import JudgeRequest
 from visd_core.judge.rule import rule_feedback
 from visd_core.metrics import MetricsWriter, peak_memory_mb, plot_rewards
-from visd_core.model import (build_model, completion_hidden, completion_logits, compute_dtype, export_hf,
-                              map_completion_logits)
+from visd_core.model import build_model, completion_hidden, completion_logits, compute_dtype, export_hf
 from visd_core.model.policy import EOS_IDS
-from visd_core.parallel import (Dist, all_reduce_max, all_reduce_mean, all_reduce_sum, clip_grad_norm_,
-                                copy_params_, destroy_distributed, ema_update_, frozen_copy, gathered,
-                                init_distributed)
+from visd_core.parallel import (Dist, all_reduce_max, all_reduce_sum, clip_grad_norm_, destroy_distributed,
+                                frozen_copy, gathered, init_distributed)
 from visd_core.preflight import check_inputs
 from visd_core.report import write_report
+from visd_core.report.plots import TIME_PARTS
 from visd_core.rewards.reward import COMPONENTS, score_group
 from visd_core.rewards.temporal import sigma_progress
 from visd_core.rollout import generate
@@ -57,7 +58,6 @@ from visd_core.teacher.corrupt import corrupt_reasoning
 from visd_core.tokenizer import load_tokenizer
 
 log = logging.getLogger("visd")
-TEACHER_CHUNK_TOKENS = 1024     # teacher logits live one chunk at a time: 1024 x 151,936 fp32 = 0.6 GB
 MAX_SAMPLE_TRIES = 8            # unreadable records skipped in a row before a step gives up
 # Why a rank skipped a sample while training (`data/skipped_<reason>`, summed over ranks); the
 # reader's load-time reasons (bad_json, missing_video, invalid, ...) are reported beside them.
@@ -66,11 +66,9 @@ SAMPLE_SKIP_REASONS = ("unreadable_video", "prompt_too_long", "no_sft_target")
 
 class Trainer:
     def __init__(self, cfg: Config):
-        if cfg.algorithm.name not in ("grpo", "visd"):
-            raise ValueError(f"algorithm.name = {cfg.algorithm.name!r}: the trainer implements 'grpo' and 'visd' "
-                             "(GSPO / VisionCoach training is not wired in yet)")
-        if cfg.algorithm.kl_beta > 0:
-            raise ValueError("algorithm.kl_beta > 0 needs a reference policy, which the trainer does not keep yet")
+        if cfg.algorithm.kl_beta > 0 and cfg.algorithm.name not in ("gspo", "visioncoach"):
+            raise ValueError(f"algorithm.kl_beta > 0 is the KL of the gspo / visioncoach recipes; "
+                             f"{cfg.algorithm.name} has no reference policy (set it to 0)")
         if cfg.algorithm.updates_per_batch != 1:
             raise ValueError("algorithm.updates_per_batch != 1 is not implemented (the paper recipe uses 1: ρ = 1)")
         if cfg.training.grad_accum != 1 and cfg.training.stage != "sft":
@@ -101,9 +99,6 @@ class Trainer:
         self.step = 0                   # optimizer steps done, over both stages
         self.gen = torch.Generator().manual_seed(cfg.job.seed * 1_000_003 + self.d.rank)   # sampling
         self.rng = random.Random(cfg.job.seed * 7919 + self.d.rank)                         # SFT teacher views
-        self.teacher = None             # EMA / Sync-N copy, made at the start of RL while λ > 0
-        self.judge = None
-        self.fallback_monitor = FallbackMonitor(cfg.judge)    # loud when the judge keeps falling back
         self.skipped: Counter[str] = Counter()
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
@@ -112,6 +107,8 @@ class Trainer:
         self.writer = MetricsWriter(self.out, enabled=self.d.is_main, resume=resume is not None, opts=cfg.metrics)
         if self.d.is_main:
             save_config(cfg, self.out)
+        self.algo = build_algorithm(cfg, self)     # the RL recipe; its frozen models are made when first needed
+        self.validator = Validator(cfg, self.tok, self.d) if cfg.eval.every > 0 else None
         if resume is not None:
             self._resume(resume)
 
@@ -128,9 +125,10 @@ class Trainer:
 
     def _resume(self, path: Path) -> None:
         meta = json.loads((path / ckpt.MARKER).read_text())
-        if meta["teacher"]:
-            self._make_teacher()
-        step, extra = ckpt.load_checkpoint(path, self.d, model=self.model, optimizer=self.opt, teacher=self.teacher)
+        self.algo.prepare_resume(meta)
+        frozen = self.algo.checkpoint_models()
+        step, extra = ckpt.load_checkpoint(path, self.d, model=self.model, optimizer=self.opt,
+                                           teacher=frozen.get("teacher"), reference=frozen.get("reference"))
         self.step = step
         if "all_ranks" in extra:        # written on another world size: convert the per-rank state
             old = extra["all_ranks"]
@@ -153,8 +151,9 @@ class Trainer:
             log.info("resumed from %s at step %d", path, step)
 
     def save(self) -> None:
+        frozen = self.algo.checkpoint_models()
         ckpt.save_checkpoint(self.ckpt_root, self.step, self.d, model=self.model, optimizer=self.opt,
-                             teacher=self.teacher, extra=self._extra_state(), keep=self.cfg.checkpoint.keep,
+                             teacher=frozen.get("teacher"), reference=frozen.get("reference"), extra=self._extra_state(), keep=self.cfg.checkpoint.keep,
                              before_commit=lambda: self._maybe_kill("save", self.step))
 
     def _maybe_kill(self, point: str, step: int) -> None:
@@ -163,7 +162,7 @@ class Trainer:
             os.kill(os.getpid(), signal.SIGKILL)
 
     # ------------------------------------------------------------------------------ data
-    def _next_samples(self, n: int, *, need_target: bool = False) -> list[PromptSample]:
+    def next_samples(self, n: int, *, need_target: bool = False) -> list[PromptSample]:
         """n prompt samples for this rank; unreadable records are skipped and counted (never fatal)."""
         out, tries = [], 0
         while len(out) < n:
@@ -183,6 +182,11 @@ class Trainer:
                     raise RuntimeError(f"{tries} samples in a row could not be loaded; last: {e}") from e
         return out
 
+    def load_sample(self, sample: PromptSample, *, visual_prompt: str | None = None, clip=None) -> PromptSample:
+        """`sample`'s record again, its key frames visually prompted and its question hinted (visioncoach
+        Alg. 1 line 9). Raises SampleError (the caller decides: skip and count)."""
+        return load_prompt(sample.record, self.cfg.data, self.tok, visual_prompt=visual_prompt, clip=clip)
+
     def _skip_metrics(self) -> dict[str, float]:
         """data/skipped_<reason>: samples skipped while training (summed over ranks) and records skipped
         at load (every rank reads the whole file, so rank 0's count); data/skipped: their total."""
@@ -198,7 +202,7 @@ class Trainer:
             g["lr"] = lr
         return lr
 
-    def _optimizer_step(self, loss_is_finite: bool) -> dict[str, float]:
+    def optimizer_step(self, loss_is_finite: bool) -> dict[str, float]:
         """Clip, check, step. A non-finite loss or gradient on any rank skips the update on every rank."""
         inject = os.environ.get("VISD_INJECT_NONFINITE", "")
         bad_local = not loss_is_finite
@@ -252,7 +256,7 @@ class Trainer:
         accum = self.cfg.training.grad_accum
         loss_sum, ntok, finite = 0.0, 0, True
         for _ in range(accum):
-            samples = self._next_samples(self.cfg.training.batch_size, need_target=True)
+            samples = self.next_samples(self.cfg.training.batch_size, need_target=True)
             rows = [(*self._sft_target(s), s) for s in samples]
             if self.cfg.kernels.fused_linear:   # lm_head fused in by token chunks: no [N, V] logits
                 cl = completion_hidden(self.model, collate(rows, self.tok.pad_id),
@@ -266,135 +270,67 @@ class Trainer:
             loss.backward()
             loss_sum += loss.item()
             ntok += cl.targets.numel()
-        m = self._optimizer_step(finite)
+        m = self.optimizer_step(finite)
         dt = time.perf_counter() - t0
         m.update({"sft/loss": loss_sum, "optim/lr": lr, "perf/tokens_per_s": ntok / dt, "time/step": dt})
         return m
 
-    # ------------------------------------------------------------------------------ RL
-    def _lambda(self, rl_step: int) -> float:
-        if self.cfg.algorithm.name != "visd":
-            return 0.0
-        return visd_lambda(rl_step, self.cfg.visd.lambda0, self.cfg.visd.lambda_steps)
-
-    def _make_teacher(self) -> None:
-        """EMA / Sync-N: a frozen copy sharded like the student (same SFT init, visd §C.1)."""
-        if self.cfg.teacher.kind in ("ema", "sync") and self.teacher is None:
-            self.teacher = frozen_copy(self.model, self.d, param_dtype=self.dtype)
-
-    def _teacher_model(self):
-        return self.model if self.cfg.teacher.kind == "current" else self.teacher
-
+    # ------------------------------------------------------------------------------ RL services
+    # What the recipes in visd_core/algorithms/ use (algorithms/base.py `Services`).
     def _all_done(self, local_done: bool) -> bool:
         return all_reduce_max({"busy": float(not local_done)}, self.d)["busy"] == 0
 
-    def rl_step(self, rl_step: int) -> dict[str, float]:
-        cfg, G = self.cfg, self.cfg.rollout.group_size
-        T = cfg.rollout.temperature
-        timer = {}
-        t0 = time.perf_counter()
-        lr = self._set_lr("rl", rl_step, self.rl_steps)
-        lam = self._lambda(rl_step)
-        if lam > 0:
-            self._make_teacher()
-        elif self.teacher is not None:      # λ reached 0: the rest is GRPO, the teacher is freed
-            self.teacher = None
-
-        # 1-2. prompts and rollouts (one prefill per prompt, G samples each, ranks in lockstep)
-        samples = self._next_samples(cfg.training.rl_batch_size or cfg.training.batch_size)
+    def rollout(self, samples: list[PromptSample], group_size: int) -> GroupRollouts:
+        """G sampled completions of each prompt (one prefill per prompt, ranks in lockstep)."""
         prompts = collate([(s.prompt_ids, [], s) for s in samples], self.tok.pad_id)
         self.model.eval()
         with gathered(self.model):
-            roll = generate(self.model, prompts, cfg.rollout, group_size=G, stop_ids=EOS_IDS,
+            roll = generate(self.model, prompts, self.cfg.rollout, group_size=group_size, stop_ids=EOS_IDS,
                             pad_id=self.tok.pad_id, generator=self.gen, sync=self._all_done)
         self.model.train()
         completions = roll.rows()
         texts = [self.tok.decode([t for t in row if t not in EOS_IDS]) for row in completions]
-        owner = [samples[b // G] for b in range(len(completions))]
-        timer["rollout"] = time.perf_counter() - t0
+        return GroupRollouts(samples=samples, roll=roll, completions=completions, texts=texts, group_size=group_size)
 
-        # 3. verifier reward and group advantages (visd eq. 10, 14)
-        t = time.perf_counter()
+    def score(self, batch: GroupRollouts, rl_step: int) -> None:
+        """The verifier's rewards of every rollout (visd eq. 10 / visioncoach eq. 4), σ on the RL clock."""
+        G, cfg = batch.group_size, self.cfg
         progress = sigma_progress(rl_step, cfg.reward, self.rl_steps)
         results = []
-        for p, s in enumerate(samples):
-            results += score_group(s.record, texts[p * G:(p + 1) * G], s.frame_size, progress, cfg.reward,
-                                   truncated=roll.truncated[p * G:(p + 1) * G].tolist())
-        rewards = torch.tensor([r.total for r in results])
-        adv = group_advantages(rewards, G, cfg.algorithm.adv_eps)
-        timer["reward"] = time.perf_counter() - t
+        for p, s in enumerate(batch.samples):
+            results += score_group(s.record, batch.texts[p * G:(p + 1) * G], s.frame_size, progress, cfg.reward,
+                                   truncated=batch.roll.truncated[p * G:(p + 1) * G].tolist())
+        batch.results = results
+        batch.rewards = torch.tensor([r.total for r in results])
 
-        # 4-5. judge feedback and teacher replay → O(N·K) support (visd eq. 2-3); skipped once λ = 0
-        support, judge_metrics = None, {}
-        if lam > 0:
-            t = time.perf_counter()
-            feedback = [None] * len(texts)
-            if cfg.visd.feedback:
-                if self.judge is None:
-                    self.judge = build_judge(cfg.judge, self.out)
-                batch = self.judge.judge([JudgeRequest.from_record(o.record, txt, r.diagnosis, o.frame_size)
-                                          for o, txt, r in zip(owner, texts, results)])
-                feedback, judge_metrics = batch.feedback, batch.metrics
-            timer["judge"] = time.perf_counter() - t
-            t = time.perf_counter()
-            rows = [(teacher_prompt_ids(o, self.tok, fb), c, o) for o, fb, c in zip(owner, feedback, completions)]
-            if cfg.kernels.fused_linear:   # the op's default chunk, as the update's: one chunk is the step's peak
-                with torch.no_grad():
-                    support = completion_hidden(self._teacher_model(), collate(rows, self.tok.pad_id),
-                                                lambda h: kernels.linear_teacher_topk(
-                                                    h.hidden, h.weight, h.targets, k=cfg.visd.top_k, temperature=T)).out
-            else:
-                parts, _, _ = map_completion_logits(
-                    self._teacher_model(), collate(rows, self.tok.pad_id),
-                    lambda z, y: kernels.teacher_topk(z, y, k=cfg.visd.top_k, temperature=T),
-                    chunk_tokens=TEACHER_CHUNK_TOKENS)
-                support = kernels.TeacherSupport.cat(parts)
-            timer["teacher"] = time.perf_counter() - t
+    def replay_logprobs(self, model, rows, temperature: float) -> TokenLogprobs:
+        """log π(y_t) of the completions in `rows` [(prompt ids, completion ids, sample)], from hidden
+        states through the chunked fused-linear op (no [N, V] logits) or from the logits; differentiable
+        unless called under torch.no_grad() (the frozen reference)."""
+        batch = collate(rows, self.tok.pad_id)
+        if self.cfg.kernels.fused_linear:
+            cl = completion_hidden(model, batch, lambda h: kernels.linear_token_logprobs(
+                h.hidden, h.weight, h.targets, temperature))
+            return TokenLogprobs(cl.out, cl.targets, cl.seq_lens)
+        cl = completion_logits(model, batch)
+        return TokenLogprobs(kernels.token_logprobs(cl.logits, cl.targets, temperature), cl.targets, cl.seq_lens)
 
-        # 6. the fused student pass: Δ_t, m_t, Â_t, ρ_t and the clipped surrogate (visd eq. 4-7, 16)
-        t = time.perf_counter()
-        student_batch = collate([(o.prompt_ids, c, o) for o, c in zip(owner, completions)], self.tok.pad_id)
-        # log π_old: the behaviour log-probs the rollout sampled with (same parameters, one update per
-        # batch, so ρ = 1 up to the cached-decode vs full-forward rounding) — no extra [N, V] sweep.
-        old = roll.logprobs[roll.completion_mask].to(self.d.device)
-        loss_kw = dict(eps_w=cfg.visd.eps_w, clip_low=cfg.algorithm.clip_low, clip_high=cfg.algorithm.clip_high,
-                       temperature=T, aggregation=cfg.algorithm.loss_agg, return_stats=True, with_entropy=True)
-        if cfg.kernels.fused_linear:
-            # lm_head fused in by token chunks (kernels/linear_ops.py): neither the [N, V] logits nor their
-            # gradient ever exist; the gradients w.r.t. hidden states and lm_head are made in the forward
-            cl = completion_hidden(self.model, student_batch, lambda h: kernels.linear_visd_policy_loss(
-                h.hidden, h.weight, h.targets, old, adv.to(old.device).repeat_interleave(h.seq_lens), support,
-                h.seq_lens, lam, **loss_kw))
-            loss, st = cl.out
-        else:
-            cl = completion_logits(self.model, student_batch)
-            # inplace_backward: dL/dlogits overwrites the [N, V] logits buffer (they are not read again),
-            # so no second N x 151,936 tensor is allocated; 2.5x faster loss on CPU (benchmarks/bench_kernels.py)
-            loss, st = kernels.visd_policy_loss(cl.logits, cl.targets, old, adv.to(old.device).repeat_interleave(
-                cl.seq_lens), support, cl.seq_lens, lam, inplace_backward=True, **loss_kw)
-        assert torch.equal(cl.targets, roll.completion_ids[roll.completion_mask].to(cl.targets.device))
-        loss = self._maybe_inject(loss)
-        finite = bool(torch.isfinite(loss))
+    def frozen_copy(self, param_dtype: torch.dtype | None = None):
+        """A frozen copy of the policy sharded like it (the EMA teacher, the KL reference)."""
+        return frozen_copy(self.model, self.d, param_dtype=param_dtype or self.dtype)
+
+    def backward(self, loss: torch.Tensor, *, inject: bool = True) -> float:
+        """loss.backward(); returns the loss's value (NaN when a test injects a non-finite loss)."""
+        if inject:
+            loss = self._maybe_inject(loss)
         loss.backward()
-        m = self._optimizer_step(finite)
-        # 7. teacher parameters (visd eq. 8): EMA every step, Sync-N every N RL steps
-        if self.teacher is not None and not m["optim/skipped_nonfinite"]:
-            if cfg.teacher.kind == "ema":
-                ema_update_(self.teacher, self.model, cfg.teacher.ema_rate)
-            elif cfg.teacher.kind == "sync" and rl_step % cfg.teacher.sync_every == 0:
-                copy_params_(self.teacher, self.model)
-        timer["update"] = time.perf_counter() - t
-        dt = time.perf_counter() - t0
-        if cfg.report.credit_every and rl_step % cfg.report.credit_every == 0:
-            # every rank offers a few rollouts, rank 0 writes (visd_core/credit.py); no extra pass
-            record_credit(self.out / "credit", st, cl, adv, cfg.report.credit_rollouts, self.d, tok=self.tok,
-                          samples=owner, texts=texts, results=results, feedback=feedback if lam > 0 else None,
-                          lam=lam, eps_w=cfg.visd.eps_w, step=self.step + 1, rl_step=rl_step,
-                          algorithm=cfg.algorithm.name)
+        return loss.item()
 
-        # metrics: per-rollout values summed over ranks, then divided by counts
-        sums = {"reward/total": float(rewards.sum()), "n/rollouts": float(len(results)),
-                "n/tokens": float(cl.targets.numel()),
+    def reward_metrics(self, batch: GroupRollouts) -> dict[str, float]:
+        """Per-rollout reward, answer and length metrics of a batch, summed over ranks then divided by counts."""
+        results, roll = batch.results, batch.roll
+        sums = {"reward/total": float(batch.rewards.sum()), "n/rollouts": float(len(results)),
+                "n/tokens": float(roll.lengths.sum()),
                 "answer/acc": float(sum(bool(r.diagnosis.answer_correct) for r in results)),
                 "answer/has_answer": float(sum(r.diagnosis.has_answer for r in results)),
                 "rollout/truncated": float(roll.truncated.sum()), "rollout/length": float(roll.lengths.sum())}
@@ -403,30 +339,52 @@ class Trainer:
             sums[f"reward/{k}"], sums[f"n/{k}"] = float(sum(vals)), float(len(vals))
         tot = all_reduce_sum(sums, self.d)
         n = tot["n/rollouts"]
-        m.update({"reward/total": tot["reward/total"] / n, "answer/acc": tot["answer/acc"] / n,
-                  "answer/has_answer": tot["answer/has_answer"] / n, "rollout/truncated_frac": tot["rollout/truncated"] / n,
-                  "rollout/mean_length": tot["rollout/length"] / n})
+        m = {"reward/total": tot["reward/total"] / n, "answer/acc": tot["answer/acc"] / n,
+             "answer/has_answer": tot["answer/has_answer"] / n, "rollout/truncated_frac": tot["rollout/truncated"] / n,
+             "rollout/mean_length": tot["rollout/length"] / n, "n/tokens": tot["n/tokens"]}
         for k in COMPONENTS:
             if tot[f"n/{k}"] > 0:
                 m[f"reward/{k}"] = tot[f"reward/{k}"] / tot[f"n/{k}"]
-        summary = {k: float(v) for k, v in st.summary().items()}
-        summary.update({"adv/mean": adv.mean().item(), "adv/abs_mean": adv.abs().mean().item(),
-                        "adv/zero_frac": float((adv == 0).float().mean()), "loss/policy": loss.item()})
-        summary.update({f"time/{k}": v for k, v in timer.items()})
-        summary.update({k: float(v) for k, v in judge_metrics.items()})
-        m.update(all_reduce_mean(summary, self.d))
-        # after the reduction, so every rank sees the same share (an abort on one rank alone would hang)
-        if (msg := self.fallback_monitor.observe(self.step + 1, m)) and self.d.is_main:
-            log.warning(msg)
-        m.update({"visd/lambda": lam, "optim/lr": lr, "time/step": dt,
-                  "perf/tokens_per_s": tot["n/tokens"] / dt})
         return m
+
+    def rl_step(self, rl_step: int) -> dict[str, float]:
+        t0 = time.perf_counter()
+        lr = self._set_lr("rl", rl_step, self.rl_steps)
+        m = self.algo.step(rl_step)
+        dt = time.perf_counter() - t0
+        m.update({"optim/lr": lr, "time/step": dt, "perf/tokens_per_s": m.pop("n/tokens") / dt})
+        return m
+
+    # ------------------------------------------------------------------------------ validation
+    def _greedy(self, samples: list[PromptSample]) -> list[tuple[str, bool]]:
+        """Greedy answers (text, hit the token limit) of the prompts, ranks in lockstep; no RNG drawn."""
+        rc = dataclasses.replace(self.cfg.rollout, temperature=0.0,
+                                 max_new_tokens=self.cfg.eval.max_new_tokens or self.cfg.rollout.max_new_tokens)
+        prompts = collate([(s.prompt_ids, [], s) for s in samples], self.tok.pad_id)
+        self.model.eval()
+        with torch.no_grad(), gathered(self.model):
+            roll = generate(self.model, prompts, rc, group_size=1, stop_ids=EOS_IDS, pad_id=self.tok.pad_id,
+                            sync=self._all_done)
+        self.model.train()
+        return [(self.tok.decode([t for t in row if t not in EOS_IDS]), bool(tr))
+                for row, tr in zip(roll.rows(), roll.truncated.tolist())]
+
+    def _validate_now(self, stage: str) -> bool:
+        """Every eval.every steps, after the last SFT step (= the start of RL) and after the last step."""
+        if self.validator is None:
+            return False
+        e = self.cfg.eval.every
+        return (self.step % e == 0 or self.step == self.total_steps
+                or (stage == "sft" and self.step == self.sft_steps and self.rl_steps > 0))
 
     # ------------------------------------------------------------------------------ loop
     def train(self) -> None:
         cfg = self.cfg
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.d.is_main, desc="train",
                    dynamic_ncols=True)
+        if self.validator is not None and self.step == 0 and self.sft_steps == 0 and self.rl_steps > 0:
+            t = time.perf_counter()     # an RL-only run: the starting policy's validation, as row 0
+            self.writer.write(0, "val", {**self.validator.run(self._greedy), "time/val": time.perf_counter() - t})
         while self.step < self.total_steps:
             stage = "sft" if self.step < self.sft_steps else "rl"
             stage_step = self.step + 1 - (0 if stage == "sft" else self.sft_steps)
@@ -439,13 +397,19 @@ class Trainer:
                 self.opt = self._new_optimizer()
             m = self.sft_step(stage_step) if stage == "sft" else self.rl_step(stage_step)
             self.step += 1
+            if self._validate_now(stage):
+                t = time.perf_counter()
+                m.update(self.validator.run(self._greedy))
+                m["time/val"] = time.perf_counter() - t
             m["mem/peak_mb"] = all_reduce_max({"mem": peak_memory_mb(self.d.device)}, self.d)["mem"]
             m.update(self._skip_metrics())
             self.writer.write(self.step, stage, m)
             if self.d.is_main:
                 shown = {"loss": m.get("sft/loss", m.get("loss/policy"))}
                 if stage == "rl":
-                    shown.update(reward=m["reward/total"], lam=m["visd/lambda"])
+                    shown["reward"] = m["reward/total"]
+                    if "visd/lambda" in m:
+                        shown["lam"] = m["visd/lambda"]
                 bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items()}, refresh=False)
                 bar.update(1)
             if cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0 and self.step < self.total_steps:
@@ -470,11 +434,11 @@ class Trainer:
             st = [r for r in rows if r.get("stage") == stage]
             if not st:
                 continue
-            mean = {key: sum(r.get(key, 0.0) for r in st) / len(st)
-                    for key in ("time/step", "time/rollout", "time/reward", "time/judge", "time/teacher", "time/update")}
+            mean = {key: sum(r.get(key, 0.0) for r in st) / len(st) for key in ("time/step", *TIME_PARTS)}
             split = ", ".join(f"{key[5:]} {v:.2f}" for key, v in mean.items() if key != "time/step" and v > 0)
             print(f"{stage.upper()} step: {mean['time/step']:.2f} s mean" + (f" ({split})" if split else "")
                   + f"; peak memory {max(r.get('mem/peak_mb', 0.0) for r in st):.0f} MB per rank")
+        self._print_val_table(rows)
         if self.skipped:
             print(f"samples skipped: {dict(self.skipped)}")
         print(f"outputs in {self.out}: metrics.jsonl, config.toml, checkpoints/"
@@ -482,12 +446,34 @@ class Trainer:
         self.writer.close()         # flush TensorBoard / wandb before the report and the exit
         print(f"run report: {write_report([self.out])}")
 
+    def _print_val_table(self, rows: list[dict]) -> None:
+        """The validation metrics of the SFT model (the start of RL) and of the final model, side by side."""
+        val = {r["step"]: r for r in rows if "val/n" in r}
+        if not val:
+            return
+        cols = []
+        start = self.sft_steps if self.sft_steps in val else (0 if 0 in val else None)
+        if start is not None and (self.rl_steps > 0 or start == self.total_steps):
+            cols.append(("SFT" if self.sft_steps else "start", start))
+        last = max(val)
+        if last != start:
+            cols.append(("RL" if self.rl_steps else "end", last))
+        keys = [("val/answer_accuracy", "answer accuracy %"), ("val/format_rate", "format rate %"),
+                ("val/temporal_mIoU", "temporal mIoU %"), ("val/temporal_R@0.5", "temporal R@0.5 %"),
+                ("val/spatial_mIoU", "spatial mIoU %"), ("val/reward", "mean reward")]
+        head = f"{'validation (' + str(int(val[last]['val/n'])) + ' records)':<28}" + "".join(
+            f"{f'{name} (step {s})':>20}" for name, s in cols)
+        print(head)
+        for key, label in keys:
+            if any(key in val[s] for _, s in cols):
+                print(f"{label:<28}" + "".join(f"{val[s][key]:>20.2f}" if key in val[s] else f"{'-':>20}"
+                                                for _, s in cols))
+
     def close(self, barrier: bool = True) -> None:
         """Release the judge, the metric sinks and the process group; `barrier=False` after a failure."""
         torch.set_flush_denormal(False)     # process-wide: later code in this process (tests) sees IEEE floats
         self.writer.close()
-        if self.judge is not None:
-            self.judge.close()
+        self.algo.close()
         if barrier and dist.is_initialized():
             dist.barrier()
         destroy_distributed()

@@ -17,8 +17,8 @@ def test_rl_stage_starts_with_a_fresh_optimizer_and_its_own_batch(tmp_path, monk
         "--checkpoint.every=0", "--checkpoint.export=false"])
     trainer = Trainer(cfg)
     asked = []
-    real_next = trainer._next_samples
-    monkeypatch.setattr(trainer, "_next_samples", lambda n, **kw: asked.append(n) or real_next(n, **kw))
+    real_next = trainer.next_samples
+    monkeypatch.setattr(trainer, "next_samples", lambda n, **kw: asked.append(n) or real_next(n, **kw))
     try:
         trainer.train()
         steps = {float(s["step"]) for s in trainer.opt.state.values()}

@@ -11,7 +11,9 @@ from visd_core.report.runs import Run
 
 SMOOTH_ABOVE = 20           # points; below this the raw line is readable as it is
 LINESTYLES = ("-", "--", ":", "-.")
-TIME_PARTS = ("time/rollout", "time/reward", "time/judge", "time/teacher", "time/update")
+# The parts of an RL step's time (VISD: judge, teacher; GSPO / VisionCoach: reference, rerollout, sd)
+TIME_PARTS = ("time/rollout", "time/reward", "time/judge", "time/teacher", "time/rerollout", "time/reference",
+              "time/sd", "time/update")
 EXACT = ("visd/lambda", "optim/lr", "mem/peak_mb")   # schedules and maxima: a moving average would only lag
 
 
@@ -81,7 +83,7 @@ def chart_svg(runs: list[Run], title: str, keys: list[str], ylabel: str = "") ->
 
 
 def time_split_svg(runs: list[Run]) -> str | None:
-    """Mean seconds per step, split into rollout / reward / judge / teacher / update, per run and stage."""
+    """Mean seconds per step, split into TIME_PARTS, per run and stage."""
     bars = []
     for run in runs:
         for stage in ("sft", "rl"):
