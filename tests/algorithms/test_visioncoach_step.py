@@ -156,3 +156,36 @@ def test_fixed_selector_and_batch_mean_threshold():
     svc = Recorder(cfg)
     m = VisionCoach(svc).step(1)
     assert svc.loaded == [("a", "circle")] and m["vc/prompt/circle"] == 1     # batch mean 1.875: only "a"
+
+
+class _StubSelector:
+    """VPSelector's interface (visd_core/selector/model.py): meta and predict(records)."""
+
+    def __init__(self, kinds, label_counts):
+        self.kinds, self.meta, self.asked = kinds, {"label_counts": label_counts}, []
+
+    def predict(self, records, videos=None):
+        self.asked.append([r.id for r in records])
+        return self.kinds[:len(records)]
+
+
+def test_model_selector_picks_the_kind_and_api_prompt_needs_clip(monkeypatch, tmp_path):
+    import visd_core.selector as selector_pkg
+    stub = _StubSelector(["circle"], {"circle": 3, "raw": 5})
+    monkeypatch.setattr(selector_pkg.VPSelector, "from_dir", classmethod(lambda cls, path: stub))
+    args = ["--algorithm.name=visioncoach", "--training.rl_batch_size=2", f"--rollout.group_size={G}",
+            "--visioncoach.selector=model", f"--visioncoach.selector_path={tmp_path}"]
+    svc = Recorder(load_config(None, args))
+    m = VisionCoach(svc).step(1)
+    assert stub.asked == [["a"]] and svc.loaded == [("a", "circle")] and m["vc/prompt/circle"] == 1
+
+    stub2 = _StubSelector(["api_prompt"], {"raw": 5})      # never trained on it: falls back to raw
+    monkeypatch.setattr(selector_pkg.VPSelector, "from_dir", classmethod(lambda cls, path: stub2))
+    svc = Recorder(load_config(None, args))
+    VisionCoach(svc).step(1)
+    assert svc.loaded == [("a", "raw")]
+
+    monkeypatch.setattr(selector_pkg.VPSelector, "from_dir",
+                        classmethod(lambda cls, path: _StubSelector([], {"api_prompt": 2})))
+    with pytest.raises(ValueError, match="clip_path"):
+        VisionCoach(Recorder(load_config(None, args)))
