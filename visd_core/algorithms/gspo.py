@@ -74,18 +74,24 @@ class GSPO(RLAlgorithm):
         timer["update"] = timer.get("update", 0.0) + time.perf_counter() - t
         return loss, stats
 
-    def step(self, rl_step: int) -> dict[str, float]:
+    def rollout_and_score(self, rl_step: int, timer: dict) -> tuple[GroupRollouts, torch.Tensor]:
+        """G rollouts of the step's prompts, their rewards and group advantages (visd eq. 14)."""
         svc, cfg = self.svc, self.cfg
-        G = cfg.rollout.group_size
-        timer: dict[str, float] = {}
         self._make_reference()
         t = time.perf_counter()
-        batch = svc.rollout(svc.next_samples(cfg.training.rl_batch_size or cfg.training.batch_size), G)
+        batch = svc.rollout(svc.next_samples(cfg.training.rl_batch_size or cfg.training.batch_size),
+                            cfg.rollout.group_size)
         timer["rollout"] = time.perf_counter() - t
         t = time.perf_counter()
         svc.score(batch, rl_step)
-        adv = group_advantages(batch.rewards, G, cfg.algorithm.adv_eps)
+        adv = group_advantages(batch.rewards, cfg.rollout.group_size, cfg.algorithm.adv_eps)
         timer["reward"] = time.perf_counter() - t
+        return batch, adv
+
+    def step(self, rl_step: int) -> dict[str, float]:
+        svc = self.svc
+        timer: dict[str, float] = {}
+        batch, adv = self.rollout_and_score(rl_step, timer)
         loss, stats = self.policy_loss(batch, adv, timer)
         t = time.perf_counter()
         loss_value = svc.backward(loss)

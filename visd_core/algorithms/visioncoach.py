@@ -34,7 +34,6 @@ from collections import Counter
 import torch
 import torch.distributed as dist
 
-from visd_core.algorithms.advantages import group_advantages
 from visd_core.algorithms.base import GroupRollouts
 from visd_core.algorithms.gspo import GSPO
 from visd_core.config import VISUAL_PROMPT_KINDS
@@ -161,18 +160,13 @@ class VisionCoach(GSPO):
         svc, cfg, vc = self.svc, self.cfg, self.cfg.visioncoach
         G, d = cfg.rollout.group_size, self.svc.d
         timer: dict[str, float] = {}
-        self._make_reference()
 
         # lines 3-6: the initial rollouts, their rewards and the hard samples
+        batch, adv = self.rollout_and_score(rl_step, timer)
         t = time.perf_counter()
-        batch = svc.rollout(svc.next_samples(cfg.training.rl_batch_size or cfg.training.batch_size), G)
-        timer["rollout"] = time.perf_counter() - t
-        t = time.perf_counter()
-        svc.score(batch, rl_step)
-        adv = group_advantages(batch.rewards, G, cfg.algorithm.adv_eps)
         means = batch.group_means().tolist()
         hard = hard_samples(means, self._threshold(batch))
-        timer["reward"] = time.perf_counter() - t
+        timer["reward"] += time.perf_counter() - t
 
         # lines 8-12: the selector's prompt kind, the prompted input (x′, q′) and G more rollouts
         t = time.perf_counter()
