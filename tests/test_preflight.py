@@ -15,24 +15,30 @@ TINY = str(ROOT / "configs" / "tiny_synthetic.toml")
 def test_each_missing_input_gets_its_own_line(tmp_path):
     (tmp_path / "model").mkdir()
     cfg = load_config(TINY, [f"--data.train_path={tmp_path / 'nope.jsonl'}", f"--data.video_root={tmp_path / 'vids'}",
-                             f"--model.path={tmp_path / 'model'}", f"--model.tokenizer={tmp_path / 'tok.tiktoken'}"])
+                             f"--model.path={tmp_path / 'model'}", f"--model.tokenizer={tmp_path / 'tok.tiktoken'}",
+                             f"--data.val_path={tmp_path / 'val.jsonl'}", "--eval.every=5"])
     lines = missing_inputs(cfg)
-    assert len(lines) == 4
+    assert len(lines) == 5
     assert lines[0].startswith("data.train_path") and "python -m visd_core.data.synthetic" in lines[0]
-    assert lines[1].startswith("data.video_root") and "no such directory" in lines[1]
-    assert lines[2].startswith("model.path") and "no config.json" in lines[2]
-    assert lines[3].startswith("model.tokenizer")
+    assert lines[1].startswith("data.val_path") and "--eval.every=0" in lines[1]
+    assert lines[2].startswith("data.video_root") and "no such directory" in lines[2]
+    assert lines[3].startswith("model.path") and "no config.json" in lines[3]
+    assert lines[4].startswith("model.tokenizer")
+    assert len(missing_inputs(load_config(TINY, [f"--data.train_path={tmp_path / 'nope.jsonl'}", "--eval.every=0",
+                                                 f"--data.val_path={tmp_path / 'val.jsonl'}"]))) == 1
     (tmp_path / "nope.jsonl").write_text("")
+    (tmp_path / "val.jsonl").write_text("")
     (tmp_path / "vids").mkdir()
     (tmp_path / "model" / "config.json").write_text("{}")
     (tmp_path / "tok.tiktoken").write_text("")
     assert missing_inputs(cfg) == []
     assert "model.path" in missing_inputs(load_config(TINY, [f"--data.train_path={tmp_path / 'nope.jsonl'}",
-                                                             f"--model.path={tmp_path / 'none'}"]))[0]
+                                                             f"--model.path={tmp_path / 'none'}", "--eval.every=0"]))[0]
 
 
 def test_train_py_missing_data_is_one_line_and_exit_2(tmp_path):
-    r = subprocess.run([sys.executable, "train.py", "--config", TINY, f"--data.train_path={tmp_path / 'x.jsonl'}"],
+    r = subprocess.run([sys.executable, "train.py", "--config", TINY, f"--data.train_path={tmp_path / 'x.jsonl'}",
+                        "--eval.every=0"],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [

@@ -25,7 +25,8 @@ def run_dir(tmp_path_factory):
     data = tmp_path_factory.mktemp("synthetic")
     generate(str(data), n=12, seed=3, n_val=6, workers=1, progress=False)
     dump = tmp_path_factory.mktemp("run")
-    args = [f"--data.train_path={data / 'train.jsonl'}", f"--job.dump_folder={dump}", "--data.num_frames=4",
+    args = [f"--data.train_path={data / 'train.jsonl'}", f"--data.val_path={data / 'val.jsonl'}",
+            f"--job.dump_folder={dump}", "--data.num_frames=4",
             "--rollout.max_new_tokens=12", "--training.sft_steps=1", "--training.rl_steps=2",
             "--report.credit_every=1", "--checkpoint.export=false", f"--metrics.tensorboard={str(HAS_TB).lower()}"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "train.py",

@@ -17,7 +17,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "VISD_INJECT
 
 def overrides(data: Path, dump: Path) -> list[str]:
     """2 SFT + 2 RL steps of the tiny default, a checkpoint every 2 steps."""
-    return [f"--data.train_path={data / 'train.jsonl'}", f"--job.dump_folder={dump}",
+    return [f"--data.train_path={data / 'train.jsonl'}", f"--job.dump_folder={dump}", "--eval.every=0",
             "--data.num_frames=4", "--rollout.max_new_tokens=12", "--training.sft_steps=2", "--training.rl_steps=2",
             "--training.sft_teacher_view_frac=0.5", "--visd.lambda_steps=10", "--checkpoint.every=2",
             "--checkpoint.export=false"]

@@ -14,7 +14,7 @@ def test_rl_stage_starts_with_a_fresh_optimizer_and_its_own_batch(tmp_path, monk
     cfg = load_config(ROOT / "configs" / "tiny_synthetic.toml", [
         f"--data.train_path={data / 'train.jsonl'}", f"--job.dump_folder={tmp_path / 'run'}", "--data.num_frames=4",
         "--rollout.max_new_tokens=6", "--training.sft_steps=2", "--training.rl_steps=1", "--training.rl_batch_size=2",
-        "--checkpoint.every=0", "--checkpoint.export=false"])
+        "--checkpoint.every=0", "--checkpoint.export=false", "--eval.every=0"])
     trainer = Trainer(cfg)
     asked = []
     real_next = trainer.next_samples

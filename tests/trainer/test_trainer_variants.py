@@ -18,7 +18,7 @@ from tests.data.test_data_video import _faststart_copy
 from tests.trainer.launch import ENV, ROOT, final_params, rows, run
 
 RL_ONLY = ["--data.num_frames=4", "--rollout.max_new_tokens=8", "--training.stage=rl", "--training.rl_steps=2",
-           "--checkpoint.every=0", "--checkpoint.export=false"]
+           "--checkpoint.every=0", "--checkpoint.export=false", "--eval.every=0"]
 ENV_CLEAN = {k: v for k, v in ENV.items() if k != "VISD_INJECT_NONFINITE"}
 
 
