@@ -42,7 +42,7 @@ class Recorder:
     """The trainer's services, scripted: prompts "a" and "b", rollouts of distinct token ids."""
 
     def __init__(self, cfg):
-        self.cfg, self.step, self.rl_steps, self.out = cfg, 0, 10, None
+        self.cfg, self.step, self.rl_steps, self.out, self.dtype = cfg, 0, 10, None, torch.float32
         self.d = SimpleNamespace(rank=0, world_size=1, device=torch.device("cpu"), is_main=True)
         self.theta = torch.zeros((), requires_grad=True)
         self.model = "policy"
@@ -172,7 +172,7 @@ class _StubSelector:
 def test_model_selector_picks_the_kind_and_api_prompt_needs_clip(monkeypatch, tmp_path):
     import visd_core.selector as selector_pkg
     stub = _StubSelector(["circle"], {"circle": 3, "raw": 5})
-    monkeypatch.setattr(selector_pkg.VPSelector, "from_dir", classmethod(lambda cls, path: stub))
+    monkeypatch.setattr(selector_pkg.VPSelector, "from_dir", classmethod(lambda cls, path, **kw: stub))
     args = ["--algorithm.name=visioncoach", "--training.rl_batch_size=2", f"--rollout.group_size={G}",
             "--visioncoach.selector=model", f"--visioncoach.selector_path={tmp_path}"]
     svc = Recorder(load_config(None, args))
@@ -180,12 +180,12 @@ def test_model_selector_picks_the_kind_and_api_prompt_needs_clip(monkeypatch, tm
     assert stub.asked == [["a"]] and svc.loaded == [("a", "circle")] and m["vc/prompt/circle"] == 1
 
     stub2 = _StubSelector(["api_prompt"], {"raw": 5})      # never trained on it: falls back to raw
-    monkeypatch.setattr(selector_pkg.VPSelector, "from_dir", classmethod(lambda cls, path: stub2))
+    monkeypatch.setattr(selector_pkg.VPSelector, "from_dir", classmethod(lambda cls, path, **kw: stub2))
     svc = Recorder(load_config(None, args))
     VisionCoach(svc).step(1)
     assert svc.loaded == [("a", "raw")]
 
     monkeypatch.setattr(selector_pkg.VPSelector, "from_dir",
-                        classmethod(lambda cls, path: _StubSelector([], {"api_prompt": 2})))
+                        classmethod(lambda cls, path, **kw: _StubSelector([], {"api_prompt": 2})))
     with pytest.raises(ValueError, match="clip_path"):
         VisionCoach(Recorder(load_config(None, args)))

@@ -114,7 +114,7 @@ class VisionCoach(GSPO):
         self.selector = None
         if vc.selector == "model":
             from visd_core.selector import VPSelector
-            self.selector = VPSelector.from_dir(vc.selector_path)
+            self.selector = VPSelector.from_dir(vc.selector_path, device=svc.d.device, dtype=svc.dtype)
             if self.selector.meta.get("label_counts", {}).get("api_prompt") and self.clip is None:
                 raise ValueError(f"the VP-Selector at {vc.selector_path} was trained to choose api_prompt, which "
                                  "needs visioncoach.clip_path (a local CLIP checkpoint directory)")

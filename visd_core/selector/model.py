@@ -134,8 +134,10 @@ def greedy_kinds(model, tok: QwenTokenizer, samples: list[PromptSample], batch_s
     for start in range(0, len(samples), batch_size):
         chunk = samples[start:start + batch_size]
         batch = collate([(s.prompt_ids, [], s) for s in chunk], ENDOFTEXT_ID)
-        ro = generate(model, batch, cfg, group_size=1, stop_ids=EOS_IDS, pad_id=ENDOFTEXT_ID,
-                      generator=torch.Generator().manual_seed(0))
+        dev, dt = next(model.parameters()).device, next(model.parameters()).dtype
+        batch = dataclasses.replace(batch, **{k: v.to(dev, dtype=dt if v.is_floating_point() else None)
+                                              for k, v in vars(batch).items() if isinstance(v, torch.Tensor)})
+        ro = generate(model, batch, cfg, group_size=1, stop_ids=EOS_IDS, pad_id=ENDOFTEXT_ID)   # greedy: no RNG
         out += [to_kind(tok.decode([t for t in ids if t not in EOS_IDS])) for ids in ro.rows()]
     return out
 
@@ -151,7 +153,10 @@ class VPSelector:
         self.unmapped = 0                  # generations that named no kind (mapped to "raw")
 
     @classmethod
-    def from_dir(cls, path: str | Path, seed: int = 0) -> VPSelector:
+    def from_dir(cls, path: str | Path, seed: int = 0, *, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32) -> VPSelector:
+        """The frozen selector on `device` in `dtype` (the trainer: its GPU and compute dtype, so a 3B
+        selector neither runs on the CPU nor holds fp32 weights next to the policy)."""
         d = Path(path)
         if not (d / META).is_file() or not (d / ADAPTER).is_file():
             raise ValueError(f"{d}: not a VP-Selector directory (needs {META} and {ADAPTER}; "
@@ -160,7 +165,7 @@ class VPSelector:
         m = base_config(meta["base"])
         model = build_unsharded(m, seed=meta.get("base_seed", seed))
         load_adapter(model, d / ADAPTER)
-        return cls(model, load_tokenizer(tokenizer_spec(m)), meta)
+        return cls(model.to(device=device, dtype=dtype), load_tokenizer(tokenizer_spec(m)), meta)
 
     def predict(self, records: list[Record], videos: list[SampledVideo] | None = None) -> list[str]:
         """One kind per record. `videos`: the records' decoded sampled frames (decode_frames);
