@@ -53,7 +53,7 @@ def test_resume_on_another_world_size_reads_every_record_of_the_epoch_once(data,
     env = {**ENV, "VISD_TEST_SEEN_IDS": "1"}
     env.pop("VISD_INJECT_NONFINITE")
     base = [f"--data.train_path={data / 'train.jsonl'}", f"--job.dump_folder={dump}", "--data.num_frames=4",
-            "--training.stage=sft", "--training.batch_size=1", "--checkpoint.every=0", "--checkpoint.export=false"]
+            "--eval.every=0", "--training.stage=sft", "--training.batch_size=1", "--checkpoint.every=0", "--checkpoint.export=false"]
     run(base + ["--training.sft_steps=2"], nproc=2, env=env)
     run(base + ["--training.sft_steps=6", "--checkpoint.resume=auto"], nproc=1, env=env)     # 2 -> 1
     out = run(base + ["--training.sft_steps=8", "--checkpoint.resume=auto"], nproc=2, env=env)  # 1 -> 2
