@@ -280,13 +280,15 @@ class Trainer:
     def _all_done(self, local_done: bool) -> bool:
         return all_reduce_max({"busy": float(not local_done)}, self.d)["busy"] == 0
 
-    def rollout(self, samples: list[PromptSample], group_size: int) -> GroupRollouts:
-        """G sampled completions of each prompt (one prefill per prompt, ranks in lockstep)."""
+    def rollout(self, samples: list[PromptSample], group_size: int, rollout_cfg=None) -> GroupRollouts:
+        """G sampled completions of each prompt (one prefill per prompt, ranks in lockstep), with
+        cfg.rollout or `rollout_cfg`; temperature 0 is greedy and draws nothing from the sampling RNG."""
+        rc = rollout_cfg or self.cfg.rollout
         prompts = collate([(s.prompt_ids, [], s) for s in samples], self.tok.pad_id)
         self.model.eval()
         with gathered(self.model):
-            roll = generate(self.model, prompts, self.cfg.rollout, group_size=group_size, stop_ids=EOS_IDS,
-                            pad_id=self.tok.pad_id, generator=self.gen, sync=self._all_done)
+            roll = generate(self.model, prompts, rc, group_size=group_size, stop_ids=EOS_IDS, pad_id=self.tok.pad_id,
+                            generator=self.gen if rc.temperature > 0 else None, sync=self._all_done)
         self.model.train()
         completions = roll.rows()
         texts = [self.tok.decode([t for t in row if t not in EOS_IDS]) for row in completions]
@@ -360,14 +362,8 @@ class Trainer:
         """Greedy answers (text, hit the token limit) of the prompts, ranks in lockstep; no RNG drawn."""
         rc = dataclasses.replace(self.cfg.rollout, temperature=0.0,
                                  max_new_tokens=self.cfg.eval.max_new_tokens or self.cfg.rollout.max_new_tokens)
-        prompts = collate([(s.prompt_ids, [], s) for s in samples], self.tok.pad_id)
-        self.model.eval()
-        with torch.no_grad(), gathered(self.model):
-            roll = generate(self.model, prompts, rc, group_size=1, stop_ids=EOS_IDS, pad_id=self.tok.pad_id,
-                            sync=self._all_done)
-        self.model.train()
-        return [(self.tok.decode([t for t in row if t not in EOS_IDS]), bool(tr))
-                for row, tr in zip(roll.rows(), roll.truncated.tolist())]
+        batch = self.rollout(samples, 1, rc)
+        return list(zip(batch.texts, batch.roll.truncated.tolist()))
 
     def _validate_now(self, stage: str) -> bool:
         """Every eval.every steps, after the last SFT step (= the start of RL) and after the last step."""

@@ -184,10 +184,8 @@ class VisionCoach(GSPO):
         # sample rolls its first prompt as padding and drops the result.
         if all_reduce_max({"any": float(bool(prompted))}, d)["any"] > 0:
             re = svc.rollout(prompted or batch.samples[:1], G)
-            if prompted:
+            if prompted:        # padding is never read: `kept` is empty on such a rank
                 svc.score(re, rl_step)
-            else:
-                re = None
         timer["rerollout"] = time.perf_counter() - t
 
         # lines 13-15: candidates Cᵢ and the distilled top-N Sᵢ

@@ -49,12 +49,13 @@ class Validator:
                     self.skipped += 1
                     log.warning("rank %d: validation record skipped: %s", self.d.rank, e)
             self._pad = self._samples[0] if self._samples else None
-            for r in records[:c.eval.num_samples] if self._pad is None else []:
-                try:
-                    self._pad = load_prompt(r, c.data, self.tok)
-                    break
-                except SampleError:
-                    continue
+            if self._pad is None:       # this rank's share is empty or unreadable: borrow any readable record
+                for r in records[:c.eval.num_samples]:
+                    try:
+                        self._pad = load_prompt(r, c.data, self.tok)
+                        break
+                    except SampleError:
+                        continue
         return self._samples
 
     def run(self, decode) -> dict[str, float]:
