@@ -31,6 +31,8 @@ class Model:
     path: str = ""                   # local HF-style checkpoint dir (config.json + *.safetensors); "" = tiny default
     tokenizer: str = ""              # "" = bundled Qwen ranks; or a *.tiktoken file / local HF tokenizer dir
     vocab_size: int = 151936         # embedding rows of Qwen2.5-VL (151,665 tokens padded)
+    vocab_subset: str = ""           # tiny model only: "data" or a JSON id list = rows for just those ids
+                                     # (visd_core/vocab_subset.py; then vocab_size is the subset's length)
     hidden_size: int = 64
     num_layers: int = 2
     num_heads: int = 4

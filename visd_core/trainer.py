@@ -45,7 +45,6 @@ from visd_core.judge.base import JudgeRequest
 from visd_core.judge.rule import rule_feedback
 from visd_core.metrics import MetricsWriter, peak_memory_mb, plot_rewards
 from visd_core.model import build_model, completion_hidden, completion_logits, compute_dtype, export_hf
-from visd_core.model.policy import EOS_IDS
 from visd_core.parallel import (Dist, all_reduce_max, all_reduce_sum, clip_grad_norm_, destroy_distributed,
                                 frozen_copy, gathered, init_distributed)
 from visd_core.preflight import check_inputs
@@ -55,7 +54,7 @@ from visd_core.rewards.reward import COMPONENTS, score_group
 from visd_core.rewards.temporal import sigma_progress
 from visd_core.rollout import generate
 from visd_core.teacher.corrupt import corrupt_reasoning
-from visd_core.tokenizer import load_tokenizer
+from visd_core.vocab_subset import check_run_subset, model_tokenizer
 
 log = logging.getLogger("visd")
 MAX_SAMPLE_TRIES = 8            # unreadable records skipped in a row before a step gives up
@@ -85,9 +84,9 @@ class Trainer:
         random.seed(cfg.job.seed + self.d.rank)
         np.random.seed(cfg.job.seed + self.d.rank)
         torch.manual_seed(cfg.job.seed)
-        self.tok = load_tokenizer(cfg.model.tokenizer)
+        self.tok = model_tokenizer(cfg.model, cfg.data)     # a vocabulary subset's rows, or Qwen's ids
         self.dtype = compute_dtype(cfg.model.dtype, self.d.device)
-        self.model = build_model(cfg.model, self.d, seed=cfg.job.seed)
+        self.model = build_model(cfg.model, self.d, seed=cfg.job.seed, tok=self.tok)
         self.model.train()
         self.opt = self._new_optimizer()
         self.reader = JsonlReader(cfg.data.train_path, video_root=cfg.data.video_root or None, rank=self.d.rank,
@@ -105,6 +104,7 @@ class Trainer:
         self.ckpt_root = self.out / "checkpoints"
         resume = ckpt.resolve_resume(self.ckpt_root, ckpt.effective_resume(cfg.checkpoint.resume), self.d)
         self.writer = MetricsWriter(self.out, enabled=self.d.is_main, resume=resume is not None, opts=cfg.metrics)
+        check_run_subset(self.tok, self.out, resume is not None, self.d.is_main)   # the rows a checkpoint indexes
         if self.d.is_main:
             save_config(cfg, self.out)
         self.algo = build_algorithm(cfg, self)     # the RL recipe; its frozen models are made when first needed
@@ -287,11 +287,11 @@ class Trainer:
         prompts = collate([(s.prompt_ids, [], s) for s in samples], self.tok.pad_id)
         self.model.eval()
         with gathered(self.model):
-            roll = generate(self.model, prompts, rc, group_size=group_size, stop_ids=EOS_IDS, pad_id=self.tok.pad_id,
+            roll = generate(self.model, prompts, rc, group_size=group_size, stop_ids=self.tok.eos_ids, pad_id=self.tok.pad_id,
                             generator=self.gen if rc.temperature > 0 else None, sync=self._all_done)
         self.model.train()
         completions = roll.rows()
-        texts = [self.tok.decode([t for t in row if t not in EOS_IDS]) for row in completions]
+        texts = [self.tok.decode([t for t in row if t not in self.tok.eos_ids]) for row in completions]
         return GroupRollouts(samples=samples, roll=roll, completions=completions, texts=texts, group_size=group_size)
 
     def score(self, batch: GroupRollouts, rl_step: int) -> None:
@@ -413,7 +413,7 @@ class Trainer:
         bar.close()
         self.save()
         if cfg.checkpoint.export:
-            export_hf(self.model, self.out / "export", self.d, dtype=self.dtype, tokenizer=cfg.model.tokenizer,
+            export_hf(self.model, self.out / "export", self.d, dtype=self.dtype, tokenizer=self.tok,
                       min_pixels=cfg.data.min_pixels, max_pixels=cfg.data.max_pixels)
         if self.d.is_main:
             self._report()

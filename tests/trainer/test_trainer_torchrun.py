@@ -24,6 +24,8 @@ def test_finite_changed_agreeing_and_nan_skipped_on_both_ranks(straight):
     ranks = [json.loads((straight / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0] == ranks[1]                          # both ranks hold the same full parameters
     assert ranks[0]["before"] != ranks[0]["after"]       # and training changed them
+    rows_of_model = json.loads((straight / "vocab_subset.json").read_text())   # the tiny default's subset
+    assert 278 < len(rows_of_model) < 1000
     ck = straight / "checkpoints"
     assert (ck / "step_000002" / "COMMITTED").is_file() and (ck / "step_000004" / "COMMITTED").is_file()
 

@@ -9,7 +9,9 @@ import pytest
 
 from tests.trainer.launch import ENV, deterministic, final_params, overrides, rows, run
 
-VC = ["--algorithm.name=visioncoach", "--algorithm.kl_beta=0.04", "--reward.spatial=object_aware",
+# The real 151,936-row vocabulary end to end (the tiny default trains on a vocabulary subset): these runs
+# and the kill-and-resume through them keep the path every real checkpoint takes.
+VC = ["--model.vocab_subset=", "--algorithm.name=visioncoach", "--algorithm.kl_beta=0.04", "--reward.spatial=object_aware",
       # every sample hard, so every RL step re-rolls (the tiny model's rewards sit far below any k)
       "--visioncoach.hard_threshold=100", "--visioncoach.selector=gating", "--training.rl_steps=3",
       "--rollout.max_new_tokens=24"]
@@ -25,6 +27,7 @@ def vc_straight(data, tmp_path_factory):
 def test_visioncoach_step_metrics(vc_straight):
     m = rows(vc_straight)
     assert sorted(m) == [1, 2, 3, 4, 5]
+    assert not (vc_straight / "vocab_subset.json").exists()      # the full vocabulary
     rl = [m[s] for s in (3, 4, 5)]
     for r in rl:
         assert r["stage"] == "rl"

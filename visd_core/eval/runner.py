@@ -47,12 +47,12 @@ from visd_core.data.schema import TEMPORAL_TASKS
 from visd_core.eval import charades, summary, vstar
 from visd_core.eval.formats import EvalItem, read_eval_data
 from visd_core.model.build import build_unsharded, compute_dtype
-from visd_core.model.policy import EOS_IDS
 from visd_core.rewards.iou import interval_iou
 from visd_core.rewards.parse import answer_or_text, parse_claims, parse_completion
 from visd_core.rewards.reward import score_group
 from visd_core.rollout import generate
 from visd_core.tokenizer import QwenTokenizer, load_tokenizer
+from visd_core.vocab_subset import SubsetTokenizer, with_folder_subset
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ SAMPLING_SEED = 0
 @dataclass
 class Policy:
     model: torch.nn.Module | None
-    tok: QwenTokenizer
+    tok: QwenTokenizer | SubsetTokenizer
     data: DataCfg                  # frames and pixel budget the model was trained with
     reward: RewardCfg              # the verifier's settings (the run's, for a checkpoint)
     device: torch.device
@@ -72,20 +72,21 @@ class Policy:
 
 # ---------------------------------------------------------------------------- the model
 def load_checkpoint_model(step: Path, device: torch.device):
-    """(model, run config) from a DCP step folder whose run config is at step/../../config.toml."""
+    """(model, run config, tokenizer) from a DCP step folder whose run config is at step/../../config.toml."""
     if not (step / ckpt.MARKER).is_file():
         raise ValueError(f"--model {step}: no {ckpt.MARKER} marker (an incomplete checkpoint, or not one)")
     run_cfg = step.parent.parent / "config.toml"
     if not run_cfg.is_file():
         raise ValueError(f"--model {step}: its run's config {run_cfg} does not exist")
     cfg = load_config(run_cfg)
-    model = build_unsharded(cfg.model, seed=cfg.job.seed, device=device, weights=False)
+    tok = with_folder_subset(load_tokenizer(cfg.model.tokenizer), step.parent.parent)
+    model = build_unsharded(cfg.model, seed=cfg.job.seed, device=device, weights=False, tok=tok)
     state = {"model": get_model_state_dict(model)}       # the trainer saved get_state_dict(model, opt)["model"]
     with warnings.catch_warnings():      # without a process group DCP warns that it loads in one process: it is meant
         warnings.filterwarnings("ignore", message="torch.distributed is disabled")
         dcp.load(state, checkpoint_id=str(step))        # reshards whatever world size wrote it onto this process
     set_model_state_dict(model, state["model"])
-    return model, cfg
+    return model, cfg, tok
 
 
 def load_policy(path: str, device: torch.device | None = None) -> Policy:
@@ -98,10 +99,10 @@ def load_policy(path: str, device: torch.device | None = None) -> Policy:
         pre = json.loads(pre_path.read_text()) if pre_path.is_file() else {}
         data = DataCfg(min_pixels=pre.get("min_pixels", DataCfg.min_pixels),
                        max_pixels=pre.get("max_pixels", DataCfg.max_pixels))
-        policy = Policy(model, load_tokenizer(str(p)), data, RewardCfg(), device, compute_dtype("auto", device))
+        policy = Policy(model, with_folder_subset(load_tokenizer(str(p)), p), data, RewardCfg(), device, compute_dtype("auto", device))
     elif p.is_dir() and p.name.startswith("step_"):
-        model, cfg = load_checkpoint_model(p, device)
-        policy = Policy(model, load_tokenizer(cfg.model.tokenizer), cfg.data, cfg.reward, device,
+        model, cfg, tok = load_checkpoint_model(p, device)
+        policy = Policy(model, tok, cfg.data, cfg.reward, device,
                         compute_dtype(cfg.model.dtype, device))
     else:
         raise ValueError(f"--model {path}: neither an exported model directory (config.json) nor a checkpoint "
@@ -117,9 +118,9 @@ def generate_texts(policy: Policy, samples: list[PromptSample], rollout: Rollout
     b = replace(b, **{k: v.to(policy.device) for k, v in vars(b).items() if isinstance(v, torch.Tensor)})
     mixed = policy.dtype != torch.float32
     with torch.autocast(policy.device.type, dtype=policy.dtype) if mixed else nullcontext():
-        roll = generate(policy.model, b, rollout, group_size=1, stop_ids=EOS_IDS, pad_id=policy.tok.pad_id,
+        roll = generate(policy.model, b, rollout, group_size=1, stop_ids=policy.tok.eos_ids, pad_id=policy.tok.pad_id,
                         generator=generator)
-    return [(policy.tok.decode([t for t in row if t not in EOS_IDS]), bool(tr))
+    return [(policy.tok.decode([t for t in row if t not in policy.tok.eos_ids]), bool(tr))
             for row, tr in zip(roll.rows(), roll.truncated.tolist())]
 
 

@@ -75,8 +75,9 @@ def compute_dtype(spec: str, device: torch.device) -> torch.dtype:
 
 
 # ---------------------------------------------------------------------------- configs
-def tiny_config(m: ModelCfg) -> Qwen2_5_VLConfig:
-    """A small Qwen2.5-VL with the real vocabulary and special-token ids (config defaults)."""
+def tiny_config(m: ModelCfg, tok=None) -> Qwen2_5_VLConfig:
+    """A small Qwen2.5-VL with the real vocabulary and special-token ids (config defaults), or with
+    the rows of `tok` when it is a vocabulary subset (visd_core.vocab_subset.SubsetTokenizer)."""
     head_dim = m.hidden_size // m.num_heads
     # M-RoPE splits each head's rotary half into (time, height, width) sections; Qwen2.5-VL's
     # [16, 24, 24] of 64 scaled to this head size.
@@ -87,22 +88,30 @@ def tiny_config(m: ModelCfg) -> Qwen2_5_VLConfig:
     if m.vision_hidden_size % m.vision_heads or (m.vision_hidden_size // m.vision_heads) % 4:
         raise ValueError(f"model: vision head size {m.vision_hidden_size}/{m.vision_heads} must be a multiple of 4 "
                          "(2-D rotary embedding)")
-    text = dict(vocab_size=m.vocab_size, hidden_size=m.hidden_size, intermediate_size=m.intermediate_size,
+    subset = tok is not None and hasattr(tok, "to_token_ids")
+    if subset:
+        vocab, bos, eos = tok.model_vocab_size, tok.endoftext, tok.im_end
+        special = dict(image_token_id=tok.image_pad, video_token_id=tok.video_pad,
+                       vision_start_token_id=tok.vision_start, vision_end_token_id=tok.vision_end)
+    else:
+        vocab, bos, eos, special = m.vocab_size, ENDOFTEXT_ID, IM_END_ID, {}
+    text = dict(vocab_size=vocab, hidden_size=m.hidden_size, intermediate_size=m.intermediate_size,
                 num_hidden_layers=m.num_layers, num_attention_heads=m.num_heads, num_key_value_heads=m.num_kv_heads,
-                max_position_embeddings=32768, rms_norm_eps=1e-6, bos_token_id=ENDOFTEXT_ID, eos_token_id=IM_END_ID,
+                max_position_embeddings=32768, rms_norm_eps=1e-6, bos_token_id=bos, eos_token_id=eos,
                 rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [t, hw, hw]})
     vision = dict(depth=m.vision_depth, hidden_size=m.vision_hidden_size, intermediate_size=2 * m.vision_hidden_size,
                   num_heads=m.vision_heads, out_hidden_size=m.hidden_size, patch_size=PATCH_SIZE,
                   temporal_patch_size=TEMPORAL_PATCH_SIZE, spatial_merge_size=SPATIAL_MERGE_SIZE,
                   tokens_per_second=2, window_size=112,
                   fullatt_block_indexes=[m.vision_depth - 1])   # the 7B: full attention every 8th block, last included
-    return Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=m.tie_embeddings)
+    return Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=m.tie_embeddings, **special)
 
 
-def model_config(m: ModelCfg) -> Qwen2_5_VLConfig:
-    """`[model]`'s tiny config, or `<model.path>/config.json` (whose sizes then win over `[model]`'s)."""
+def model_config(m: ModelCfg, tok=None) -> Qwen2_5_VLConfig:
+    """`[model]`'s tiny config (on `tok`'s rows, see tiny_config), or `<model.path>/config.json`
+    (whose sizes then win over `[model]`'s)."""
     if not m.path:
-        return tiny_config(m)
+        return tiny_config(m, tok)
     d = Path(m.path)
     if not (d / "config.json").is_file():
         raise ValueError(f"model.path {d}: no config.json there (expected a local Hugging Face model directory)")
@@ -211,12 +220,12 @@ def _reset_rope_buffers(model: torch.nn.Module) -> None:
 
 
 def build_unsharded(m: ModelCfg, *, seed: int = 0, device: str | torch.device = "cpu",
-                    weights: bool = True) -> Qwen2_5_VLPolicy:
+                    weights: bool = True, tok=None) -> Qwen2_5_VLPolicy:
     """The plain (unsharded, fp32) model: references in tests, single-device tools.
     weights=False leaves a `model.path` model's parameters unset (its safetensors unread), for a
-    caller that loads a training checkpoint into it next."""
+    caller that loads a training checkpoint into it next. `tok`: see tiny_config."""
     device = torch.device(device)
-    config = model_config(m)
+    config = model_config(m, tok)
     attn = resolve_attn(m.attn, device, torch.float32)
     if not m.path:
         return _seeded_init(config, seed, attn).to(device)
@@ -231,12 +240,13 @@ def build_unsharded(m: ModelCfg, *, seed: int = 0, device: str | torch.device = 
     return model
 
 
-def build_model(m: ModelCfg, d: Dist, *, seed: int = 0) -> Qwen2_5_VLPolicy:
+def build_model(m: ModelCfg, d: Dist, *, seed: int = 0, tok=None) -> Qwen2_5_VLPolicy:
     """The training policy: FSDP2-sharded over `d`, fp32 shards on `d.device`, weights loaded.
 
-    Collective: every rank calls it. Compute dtype and attention follow `m.dtype` / `m.attn`.
+    Collective: every rank calls it. Compute dtype and attention follow `m.dtype` / `m.attn`;
+    `tok`: see tiny_config.
     """
-    config = model_config(m)
+    config = model_config(m, tok)
     dtype = compute_dtype(m.dtype, d.device)
     attn = resolve_attn(m.attn, d.device, dtype)
     model = _empty(config, attn)

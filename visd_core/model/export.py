@@ -23,9 +23,9 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 
 from visd_core.model.build import to_hub_names
 from visd_core.model.hf_tokenizer import write_tokenizer_files
-from visd_core.model.policy import EOS_IDS, ENDOFTEXT_ID
 from visd_core.parallel import Dist
 from visd_core.tokenizer import load_tokenizer
+from visd_core.vocab_subset import FILE_NAME as SUBSET_FILE, write_ids
 
 _DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
@@ -70,10 +70,15 @@ def _write_weights(tensors: dict[str, torch.Tensor], out: Path, max_shard_bytes:
         json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
 
 
-def export_hf(model: nn.Module, out_dir: str | Path, d: Dist, *, dtype: torch.dtype, tokenizer: str = "",
+def export_hf(model: nn.Module, out_dir: str | Path, d: Dist, *, dtype: torch.dtype, tokenizer="",
               min_pixels: int = 3136, max_pixels: int = 12845056, max_shard_bytes: int = 5 * 2**30) -> Path:
     """Write the (sharded) policy to `out_dir` in `dtype`. Collective; rank 0 writes.
-    `tokenizer` is a visd_core.tokenizer spec; min/max_pixels go to the image processor config."""
+    `tokenizer` is a visd_core.tokenizer spec or a loaded tokenizer; min/max_pixels go to the image
+    processor config. A vocabulary-subset model (the tiny default) also gets vocab_subset.json, the
+    tokenizer id of each row: transformers loads its weights, but only visd's tokenizer
+    (visd_core.vocab_subset) maps text to its rows."""
+    tok = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
+    subset = getattr(tok, "ids", None)
     if dtype not in _DTYPE_NAMES:
         raise ValueError(f"export dtype {dtype} is not one of {', '.join(map(str, _DTYPE_NAMES))}")
     full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
@@ -87,7 +92,7 @@ def export_hf(model: nn.Module, out_dir: str | Path, d: Dist, *, dtype: torch.dt
         _write_weights({to_hub_names(k): v.to(dtype).contiguous() for k, v in full.items()}, tmp, max_shard_bytes)
         (tmp / "config.json").write_text(json.dumps(hub_config(model.config, dtype), indent=2))
         (tmp / "generation_config.json").write_text(json.dumps(
-            {"bos_token_id": ENDOFTEXT_ID, "eos_token_id": list(EOS_IDS), "pad_token_id": ENDOFTEXT_ID}, indent=2))
+            {"bos_token_id": tok.endoftext, "eos_token_id": list(tok.eos_ids), "pad_token_id": tok.pad_id}, indent=2))
         vision = model.config.vision_config
         (tmp / "preprocessor_config.json").write_text(json.dumps({  # what visd_core.data.video computes
             "image_processor_type": "Qwen2VLImageProcessor", "processor_class": "Qwen2_5_VLProcessor",
@@ -96,7 +101,9 @@ def export_hf(model: nn.Module, out_dir: str | Path, d: Dist, *, dtype: torch.dt
             "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
             "do_resize": True, "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
             "do_convert_rgb": True}, indent=2))
-        write_tokenizer_files(load_tokenizer(tokenizer), tmp)
+        write_tokenizer_files(getattr(tok, "base", tok), tmp)
+        if subset is not None:
+            write_ids(subset, tmp / SUBSET_FILE)
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
     dist.barrier()

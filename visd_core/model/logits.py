@@ -16,7 +16,6 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from visd_core.model.policy import IMAGE_TOKEN_ID, VIDEO_TOKEN_ID
 
 
 @dataclass
@@ -68,14 +67,15 @@ def completion_targets(batch: PolicyBatch) -> tuple[torch.Tensor, torch.Tensor, 
 def mrope_position_ids(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                        image_grid_thw: torch.Tensor | None) -> torch.Tensor:
     """[3, B, S] (temporal, height, width) positions; text tokens advance all three together."""
-    if (input_ids == VIDEO_TOKEN_ID).any():
+    image_id, video_id = model.config.image_token_id, model.config.video_token_id   # a vocab subset moves them
+    if (input_ids == video_id).any():
         raise ValueError("video placeholders are not supported: give each sampled frame as its own image")
-    n_img_tokens = int((input_ids == IMAGE_TOKEN_ID).sum())
+    n_img_tokens = int((input_ids == image_id).sum())
     merge = model.config.vision_config.spatial_merge_size
     expected = 0 if image_grid_thw is None else int(image_grid_thw.prod(-1).sum()) // merge ** 2
     if n_img_tokens != expected:
         raise ValueError(f"{n_img_tokens} <|image_pad|> tokens but image_grid_thw describes {expected}")
-    mm_token_type_ids = (input_ids == IMAGE_TOKEN_ID).int()    # 1 = image, 0 = text
+    mm_token_type_ids = (input_ids == image_id).int()    # 1 = image, 0 = text
     positions, _ = model.model.get_rope_index(input_ids, mm_token_type_ids, image_grid_thw=image_grid_thw,
                                               attention_mask=attention_mask)
     return positions

@@ -51,10 +51,10 @@ from visd_core.judge.cache import FeedbackCache
 from visd_core.judge.transport import Call, ChatClient
 from visd_core.judge.wire import BadReply, chat_body, parse_content
 from visd_core.model.build import build_unsharded
-from visd_core.model.policy import EOS_IDS, ENDOFTEXT_ID
 from visd_core.prompt import FORMAT_INSTRUCTIONS, _lettered, format_time
 from visd_core.rollout import generate
 from visd_core.tokenizer import load_tokenizer
+from visd_core.vocab_subset import with_folder_subset
 from visd_core.visual_prompts import ClipRelevance, apply_visual_prompt, key_frame_boxes, with_hint
 
 log = logging.getLogger(__name__)
@@ -218,7 +218,8 @@ class CheckpointReasoner(ProxyReasoner):
                  batch_size: int = 8, max_new_tokens: int = 768, seed: int = 0, name: str | None = None):
         super().__init__(name or (Path(model_cfg.path).name if model_cfg.path else "tiny"))
         self.model = build_unsharded(model_cfg, seed=seed).eval()
-        self.tok = load_tokenizer(tokenizer_spec(model_cfg))
+        tok = load_tokenizer(tokenizer_spec(model_cfg))
+        self.tok = with_folder_subset(tok, model_cfg.path) if model_cfg.path else tok   # a tiny export's rows
         self.data_cfg, self.clip, self.batch_size = data_cfg, clip, batch_size
         self.rollout = RolloutCfg(max_new_tokens=max_new_tokens, **GREEDY)
         self.generator = torch.Generator().manual_seed(seed)      # only exact ties in the top logit draw from it
@@ -236,10 +237,10 @@ class CheckpointReasoner(ProxyReasoner):
                 self.failures["sample_error"] += 1
         for start in range(0, len(samples), self.batch_size):
             chunk = samples[start:start + self.batch_size]
-            batch = collate([(s.prompt_ids, [], s) for _, s in chunk], ENDOFTEXT_ID)
-            out = generate(self.model, batch, self.rollout, group_size=1, stop_ids=EOS_IDS, pad_id=ENDOFTEXT_ID,
+            batch = collate([(s.prompt_ids, [], s) for _, s in chunk], self.tok.pad_id)
+            out = generate(self.model, batch, self.rollout, group_size=1, stop_ids=self.tok.eos_ids, pad_id=self.tok.pad_id,
                            generator=self.generator)
             for (i, s), ids, trunc in zip(chunk, out.rows(), out.truncated.tolist()):
-                text = self.tok.decode([t for t in ids if t not in EOS_IDS])
+                text = self.tok.decode([t for t in ids if t not in self.tok.eos_ids])
                 replies[i] = ProxyReply(text, s.frame_size, truncated=trunc)
         return replies
