@@ -129,6 +129,11 @@ def generate(model, prompts: PolicyBatch, cfg: RolloutCfg, *, group_size: int, s
     G, T = group_size, cfg.max_new_tokens
     device = prompts.input_ids.device
     stop = torch.tensor(list(stop_ids), device=device)
+    # A sampled <|image_pad|> / <|video_pad|> is a vision placeholder with no image behind it: the
+    # replay of that completion cannot place it (mrope_position_ids rejects it) and the step would
+    # fail. A small model samples them now and then (a 500-row vocabulary subset: ~1e-5 per token
+    # after 30 SFT steps); they are never sampled, and log-probs are those of the renormalized rest.
+    banned = torch.tensor([model.config.image_token_id, model.config.video_token_id], device=device)
 
     pos_3PS = mrope_position_ids(model, prompts.input_ids, prompts.attention_mask, prompts.image_grid_thw)
     out = model(input_ids=prompts.input_ids, attention_mask=prompts.attention_mask, position_ids=pos_3PS,
@@ -148,7 +153,8 @@ def generate(model, prompts: PolicyBatch, cfg: RolloutCfg, *, group_size: int, s
     finished = torch.zeros(B, dtype=torch.bool, device=device)
     stopped = torch.zeros(B, dtype=torch.bool, device=device)
     for t in range(T):
-        tok, logp = sample_next(logits_BV, cfg.temperature, cfg.top_p, generator)
+        tok, logp = sample_next(logits_BV.index_fill(-1, banned, float("-inf")), cfg.temperature, cfg.top_p,
+                                generator)
         live = ~finished
         ids[:, t] = torch.where(live, tok, torch.full_like(tok, pad_id))
         logps[:, t] = torch.where(live, logp, torch.zeros_like(logp))

@@ -169,3 +169,28 @@ def test_greedy_is_the_argmax_and_deterministic(model):
     with torch.no_grad():                           # every generated token is the full forward's argmax
         cl = completion_logits(model, full_batch(seqs, runs[0], 1))
     assert torch.equal(cl.logits.argmax(-1), cl.targets)
+
+
+class _FavoursPlaceholders:
+    """The model, with <|image_pad|> and <|video_pad|> made by far the likeliest next tokens."""
+
+    def __init__(self, model):
+        self.inner, self.config, self.model = model, model.config, model.model
+
+    def __call__(self, **kw):
+        out = self.inner(**kw)
+        out.logits[..., [self.config.image_token_id, self.config.video_token_id]] = 1e4
+        return out
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_vision_placeholders_are_never_sampled(model, temperature):
+    """A completion holding <|image_pad|> could not be replayed (no image behind it): banned."""
+    seqs = tiny_sequences(2, seed=2)
+    cfg = Rollout(group_size=2, temperature=temperature, top_p=0.95, max_new_tokens=4)
+    roll = generate(_FavoursPlaceholders(model), left_padded_prompts(seqs), cfg, group_size=2, stop_ids=EOS_IDS,
+                    pad_id=ENDOFTEXT_ID, generator=torch.Generator().manual_seed(0))
+    ids = roll.completion_ids[roll.completion_mask]
+    assert ids.numel() > 0
+    assert not torch.isin(ids, torch.tensor([model.config.image_token_id, model.config.video_token_id])).any()
+    assert torch.isfinite(roll.logprobs).all()
