@@ -11,7 +11,8 @@ CPU_LIB    := build/libvisd_cpu_kernels.so
 NPROC_TRAIN ?= 2
 CONFIG     ?= configs/tiny_synthetic.toml
 SYNTH_DIR  ?= data/synthetic
-SYNTH_N    ?= 1000   # the default run reads ~520 (200 SFT + 30 x 2 RL prompts per rank, 2 ranks)
+SYNTH_N    ?= 1000   # the default run reads 3,320 records (1,500 SFT + 80 x 2 RL prompts on each of 2 ranks)
+SYNTH_VAL  ?= 100    # held-out records; the default validates on all of them
 
 .PHONY: test train setup csrc bench clean
 
@@ -42,7 +43,7 @@ test: setup
 	$(PY) -m pytest -q
 
 $(SYNTH_DIR)/train.jsonl: | $(STAMP)
-	$(PY) -m visd_core.data.synthetic --out $(SYNTH_DIR) --n $(SYNTH_N) --seed 0
+	$(PY) -m visd_core.data.synthetic --out $(SYNTH_DIR) --n $(SYNTH_N) --n-val $(SYNTH_VAL) --seed 0
 
 train: setup $(SYNTH_DIR)/train.jsonl
 	$(VENV)/bin/torchrun --standalone --nproc_per_node=$(NPROC_TRAIN) train.py --config $(CONFIG)
