@@ -11,7 +11,7 @@ CPU_LIB    := build/libvisd_cpu_kernels.so
 NPROC_TRAIN ?= 2
 CONFIG     ?= configs/tiny_synthetic.toml
 SYNTH_DIR  ?= data/synthetic
-SYNTH_N    ?= 1000   # the default run reads 3,320 records (1,500 SFT + 80 x 2 RL prompts on each of 2 ranks)
+SYNTH_N    ?= 1000   # the default run reads 4,240 records (2,000 SFT + 60 x 2 RL prompts on each of 2 ranks)
 SYNTH_VAL  ?= 100    # held-out records; the default validates on all of them
 
 .PHONY: test train setup csrc bench clean
