@@ -2,9 +2,11 @@
 read back what the run wrote (metrics.jsonl, per-rank parameter checksums, ids of records read)."""
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +36,21 @@ def run(args: list[str], nproc: int = 2, launcher: list[str] | None = None, env:
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-6000:]
     return out
+
+
+def kill_after_commit(args: list[str], dump: Path, step: int) -> None:
+    """Launch, SIGKILL the whole job right after its step-`step` checkpoint is committed, and check
+    that it really was cut off before the end."""
+    proc = subprocess.Popen(torchrun_cmd(args), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    marker = dump / "checkpoints" / f"step_{step:06d}" / "COMMITTED"
+    deadline = time.time() + 600
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert marker.exists(), f"the run died before its step-{step} checkpoint"
+    assert not (dump / "rank0.json").exists()            # it really was cut off before the end
 
 
 def rows(dump: Path) -> dict[int, dict]:

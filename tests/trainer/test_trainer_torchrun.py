@@ -3,12 +3,8 @@ parameters that change and agree across ranks, an injected NaN on one rank skipp
 both, and kill-and-resume giving the same metrics as the uninterrupted run."""
 import json
 import math
-import os
-import signal
-import subprocess
-import time
 
-from tests.trainer.launch import ENV, ROOT, deterministic, overrides, rows, run, torchrun_cmd
+from tests.trainer.launch import deterministic, kill_after_commit, overrides, rows, run
 
 
 def test_finite_changed_agreeing_and_nan_skipped_on_both_ranks(straight):
@@ -32,16 +28,7 @@ def test_finite_changed_agreeing_and_nan_skipped_on_both_ranks(straight):
 
 def test_kill_and_resume_matches_the_straight_run(straight, data, tmp_path):
     dump = tmp_path / "killed"
-    proc = subprocess.Popen(torchrun_cmd(overrides(data, dump)), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    marker = dump / "checkpoints" / "step_000002" / "COMMITTED"
-    deadline = time.time() + 600
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)                  # kill -9 the whole job right after the commit
-    proc.wait()
-    assert marker.exists(), "the run died before its step-2 checkpoint"
-    assert not (dump / "rank0.json").exists()            # it really was cut off before the end
+    kill_after_commit(overrides(data, dump), dump, step=2)    # kill -9 the whole job right after the commit
     run(overrides(data, dump) + ["--checkpoint.resume=auto"])
     a, b = rows(straight), rows(dump)
     assert sorted(b) == [1, 2, 3, 4]
