@@ -292,7 +292,6 @@ def hindsight(run_dir: Path, step: int, n: int, sample_seed: int = 0) -> dict:
     k, temp = cfg.visd.top_k or 16, cfg.rollout.temperature
     records = JsonlReader(cfg.data.val_path, video_root=cfg.data.video_root or None, shuffle=False).records[:n]
     gen = torch.Generator().manual_seed(sample_seed)
-    placeholders = {model.config.image_token_id, model.config.video_token_id}
     tokens = {"feedback": [], "no_feedback": []}        # per-token (overlap, Δ, top-1 differs) tensors
     skipped, examples = {}, []
     with torch.no_grad():
@@ -305,9 +304,6 @@ def hindsight(run_dir: Path, step: int, n: int, sample_seed: int = 0) -> dict:
             roll = generate(model, collate([(s.prompt_ids, [], s)], tok.pad_id), cfg.rollout, group_size=1,
                             stop_ids=tok.eos_ids, pad_id=tok.pad_id, generator=gen)
             ids = roll.rows()[0]                    # stop token included, as the trainer replays it
-            if placeholders & set(ids):             # the replay forward rejects a sampled vision placeholder
-                skipped["vision_placeholder_sampled"] = skipped.get("vision_placeholder_sampled", 0) + 1
-                continue
             text = tok.decode([t for t in ids if t not in tok.eos_ids])
             res = score_group(rec, [text], s.frame_size, 1.0, policy.reward,
                               truncated=[bool(roll.truncated[0])])[0]

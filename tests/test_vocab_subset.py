@@ -5,12 +5,12 @@ import json
 import pytest
 import torch
 
-from visd_core.config import Data as DataCfg
 from visd_core.config import Model as ModelCfg
+from visd_core.data.reader import JsonlReader
 from visd_core.data.schema import parse_record
 from visd_core.model.build import build_unsharded
 from visd_core.tokenizer import SPECIAL_TOKENS, load_tokenizer
-from visd_core.vocab_subset import (FILE_NAME, SubsetTokenizer, byte_token_ids, check_run_subset, ids_from_data,
+from visd_core.vocab_subset import (FILE_NAME, SubsetTokenizer, byte_token_ids, check_run_subset, ids_from_records,
                                     main, model_tokenizer, record_texts, with_folder_subset)
 
 RECORD = {"id": "r1", "task": "temporal_qa", "question": "When does the red circle move?", "options": [],
@@ -28,14 +28,20 @@ def base():
 def data(tmp_path_factory):
     path = tmp_path_factory.mktemp("vs") / "train.jsonl"
     path.write_text(json.dumps(RECORD) + "\n" + "not json\n" + json.dumps({"id": "x"}) + "\n")
+    (path.parent / "v.mp4").write_bytes(b"")     # the reader checks only that the video exists
     return path
 
 
 @pytest.fixture(scope="module")
-def tok(base, data):
-    ids, n = ids_from_data([data], base)
-    assert n == 1                           # the two broken lines are left out, as the reader skips them
-    return SubsetTokenizer(base, ids)
+def records(data):
+    records = JsonlReader(str(data), shuffle=False).records
+    assert [r.id for r in records] == ["r1"]       # the reader leaves the two broken lines out
+    return records
+
+
+@pytest.fixture(scope="module")
+def tok(base, records):
+    return SubsetTokenizer(base, ids_from_records(records, base))
 
 
 def test_data_ids_cover_every_text_of_the_record_and_keep_specials_and_bytes(base, tok):
@@ -97,24 +103,24 @@ def test_bad_subsets_are_rejected(base, tmp_path, ids, needle):
     path = tmp_path / "s.json"
     path.write_text(json.dumps(ids))
     with pytest.raises(ValueError, match=needle):
-        model_tokenizer(ModelCfg(vocab_subset=str(path)), DataCfg())
+        model_tokenizer(ModelCfg(vocab_subset=str(path)))
 
 
-def test_model_tokenizer_specs(base, data, tmp_path):
-    assert model_tokenizer(ModelCfg(), DataCfg()) is base
-    tok = model_tokenizer(ModelCfg(vocab_subset="data"), DataCfg(train_path=str(data), val_path=str(tmp_path / "v")))
+def test_model_tokenizer_specs(base, data, records, tmp_path):
+    assert model_tokenizer(ModelCfg(), records) is base
+    tok = model_tokenizer(ModelCfg(vocab_subset="data"), records)
     assert isinstance(tok, SubsetTokenizer)
     main(["--data", str(data), "--out", str(tmp_path / "ids.json")])     # the CLI writes the same subset
     assert json.loads((tmp_path / "ids.json").read_text()) == tok.ids
-    assert model_tokenizer(ModelCfg(vocab_subset=str(tmp_path / "ids.json")), DataCfg()).ids == tok.ids
-    with pytest.raises(ValueError, match="no readable record"):
-        model_tokenizer(ModelCfg(vocab_subset="data"), DataCfg(train_path=str(tmp_path / "missing"), val_path=str(data)))
+    assert model_tokenizer(ModelCfg(vocab_subset=str(tmp_path / "ids.json"))).ids == tok.ids
+    with pytest.raises(ValueError, match="needs the training records"):
+        model_tokenizer(ModelCfg(vocab_subset="data"), [])
     # a checkpoint at model.path brings its own rows: its vocab_subset.json, or the full vocabulary
     ckpt = tmp_path / "export"
     ckpt.mkdir()
-    assert model_tokenizer(ModelCfg(path=str(ckpt), vocab_subset="data"), DataCfg()) is base
+    assert model_tokenizer(ModelCfg(path=str(ckpt), vocab_subset="data"), records) is base
     (ckpt / FILE_NAME).write_text(json.dumps(tok.ids))
-    assert model_tokenizer(ModelCfg(path=str(ckpt)), DataCfg()).ids == tok.ids
+    assert model_tokenizer(ModelCfg(path=str(ckpt))).ids == tok.ids
     assert with_folder_subset(base, tmp_path) is base
 
 

@@ -153,7 +153,7 @@ def generate(model, prompts: PolicyBatch, cfg: RolloutCfg, *, group_size: int, s
     finished = torch.zeros(B, dtype=torch.bool, device=device)
     stopped = torch.zeros(B, dtype=torch.bool, device=device)
     for t in range(T):
-        tok, logp = sample_next(logits_BV.index_fill(-1, banned, float("-inf")), cfg.temperature, cfg.top_p,
+        tok, logp = sample_next(logits_BV.index_fill_(-1, banned, float("-inf")), cfg.temperature, cfg.top_p,
                                 generator)
         live = ~finished
         ids[:, t] = torch.where(live, tok, torch.full_like(tok, pad_id))

@@ -84,13 +84,13 @@ class Trainer:
         random.seed(cfg.job.seed + self.d.rank)
         np.random.seed(cfg.job.seed + self.d.rank)
         torch.manual_seed(cfg.job.seed)
-        self.tok = model_tokenizer(cfg.model, cfg.data)     # a vocabulary subset's rows, or Qwen's ids
+        self.reader = JsonlReader(cfg.data.train_path, video_root=cfg.data.video_root or None, rank=self.d.rank,
+                                  world_size=self.d.world_size, seed=cfg.job.seed, shuffle=cfg.data.shuffle)
+        self.tok = model_tokenizer(cfg.model, self.reader.records)     # a vocabulary subset's rows, or Qwen's ids
         self.dtype = compute_dtype(cfg.model.dtype, self.d.device)
         self.model = build_model(cfg.model, self.d, seed=cfg.job.seed, tok=self.tok)
         self.model.train()
         self.opt = self._new_optimizer()
-        self.reader = JsonlReader(cfg.data.train_path, video_root=cfg.data.video_root or None, rank=self.d.rank,
-                                  world_size=self.d.world_size, seed=cfg.job.seed, shuffle=cfg.data.shuffle)
         t = cfg.training
         sft = t.sft_steps if t.stage in ("sft", "sft_then_rl") else 0
         rl = t.rl_steps if t.stage in ("rl", "sft_then_rl") else 0

@@ -29,14 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
-from visd_core.data.schema import RecordError, parse_record
+from visd_core.data.reader import JsonlReader
 from visd_core.tokenizer import N_RANKS, SPECIAL_TOKENS, VOCAB_SIZE, QwenTokenizer, load_tokenizer, render_chat
 
 log = logging.getLogger(__name__)
 
 FILE_NAME = "vocab_subset.json"     # in a run folder and in an export: the rows the weights index
-# QwenTokenizer's attribute for each special token ("<|image_pad|>" -> image_pad, "<tool_call>" -> tool_call)
-_SPECIAL_ATTRS = {t: t.strip("<|>").replace("/", "end_") for t in SPECIAL_TOKENS}
+# QwenTokenizer's special-token id attributes, which SubsetTokenizer gives as rows
+SPECIAL_ATTRS = ("endoftext", "im_start", "im_end", "object_ref_start", "object_ref_end", "box_start", "box_end",
+                 "quad_start", "quad_end", "vision_start", "vision_end", "vision_pad", "image_pad", "video_pad")
 
 
 def byte_token_ids(base: QwenTokenizer) -> list[int]:
@@ -56,26 +57,14 @@ def record_texts(record) -> list[str]:
             record.reasoning_process or "", record.answer or ""]
 
 
-def ids_from_data(paths: list[str | Path], base: QwenTokenizer) -> tuple[list[int], int]:
-    """(sorted subset ids, records read): every token of every readable record of `paths`, the
-    special tokens and the 256 single-byte tokens. Unreadable lines are left out (the reader skips
-    them too)."""
+def ids_from_records(records, base: QwenTokenizer) -> list[int]:
+    """Sorted subset ids: every token of every text of `records` (a JsonlReader's: lines it skips
+    are left out), the special tokens and the 256 single-byte tokens."""
     ids = set(SPECIAL_TOKENS.values()) | set(byte_token_ids(base))
-    n = 0
-    for path in paths:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                if not line.strip():
-                    continue
-                try:
-                    record = parse_record(json.loads(line))
-                    texts = record_texts(record)
-                except (json.JSONDecodeError, RecordError, ValueError):
-                    continue
-                for text in texts:
-                    ids.update(base.encode(text, allow_special=True))
-                n += 1
-    return sorted(ids), n
+    for record in records:
+        for text in record_texts(record):
+            ids.update(base.encode(text, allow_special=True))
+    return sorted(ids)
 
 
 def check_ids(ids, where: str, base: QwenTokenizer) -> list[int]:
@@ -105,8 +94,8 @@ class SubsetTokenizer:
         self._row[self.ids] = np.arange(len(self.ids))
         self._id = np.asarray(self.ids, dtype=np.int64)
         self._byte_rows = self._row[byte_token_ids(base)]
-        for token, attr in _SPECIAL_ATTRS.items():
-            setattr(self, attr, int(self._row[SPECIAL_TOKENS[token]]))
+        for attr in SPECIAL_ATTRS:
+            setattr(self, attr, int(self._row[getattr(base, attr)]))
         self.eos_ids = (self.im_end, self.endoftext)
         self.pad_id = self.endoftext
         self.spelled = 0        # tokens encoded byte by byte since this tokenizer was made
@@ -190,10 +179,11 @@ def check_run_subset(tok, out: Path, resuming: bool, is_main: bool) -> None:
             path.unlink()
 
 
-def model_tokenizer(model_cfg, data_cfg) -> QwenTokenizer | SubsetTokenizer:
-    """The tokenizer whose ids are the model's rows: Qwen's, or the subset `model.vocab_subset` names.
-    A checkpoint at model.path brings its own rows: its vocab_subset.json (an export of a tiny
-    subset model) or the full vocabulary; model.vocab_subset applies to the tiny model only."""
+def model_tokenizer(model_cfg, train_records=None) -> QwenTokenizer | SubsetTokenizer:
+    """The tokenizer whose ids are the model's rows: Qwen's, or the subset `model.vocab_subset` names
+    ("data": that of `train_records`, the training reader's records). A checkpoint at model.path
+    brings its own rows: its vocab_subset.json (an export of a tiny subset model) or the full
+    vocabulary; model.vocab_subset applies to the tiny model only."""
     base = load_tokenizer(model_cfg.tokenizer)
     spec = model_cfg.vocab_subset
     if model_cfg.path:
@@ -206,12 +196,11 @@ def model_tokenizer(model_cfg, data_cfg) -> QwenTokenizer | SubsetTokenizer:
     if spec == "data":
         # The training data only: a row no training text uses would never be trained, and a
         # validation-only word is spelled in bytes, as any unseen text is.
-        path = data_cfg.train_path
-        ids, n = ids_from_data([path], base) if path and Path(path).is_file() else ([], 0)
-        if not n:
-            raise ValueError(f"model.vocab_subset = \"data\": no readable record in data.train_path {path!r}")
-        log.info("vocabulary subset: %d rows (of the tokenizer's %d ids) from %d records of %s", len(ids),
-                 N_RANKS + len(SPECIAL_TOKENS), n, path)
+        if not train_records:
+            raise ValueError("model.vocab_subset = \"data\" needs the training records (none were given)")
+        ids = ids_from_records(train_records, base)
+        log.info("vocabulary subset: %d rows (of the tokenizer's %d ids) from %d training records", len(ids),
+                 N_RANKS + len(SPECIAL_TOKENS), len(train_records))
     else:
         ids = read_ids(spec, base)
     return SubsetTokenizer(base, ids)
@@ -219,13 +208,14 @@ def model_tokenizer(model_cfg, data_cfg) -> QwenTokenizer | SubsetTokenizer:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Write the vocabulary subset of JSONL datasets (model.vocab_subset).")
-    ap.add_argument("--data", nargs="+", required=True, help="JSONL record files")
+    ap.add_argument("--data", nargs="+", required=True, help="JSONL record files (their videos beside them)")
     ap.add_argument("--out", required=True, help="output JSON file")
     ap.add_argument("--tokenizer", default="", help="visd_core.tokenizer spec (default: bundled Qwen ranks)")
     a = ap.parse_args(argv)
-    ids, n = ids_from_data(a.data, load_tokenizer(a.tokenizer))
+    records = [r for path in a.data for r in JsonlReader(path, shuffle=False).records]
+    ids = ids_from_records(records, load_tokenizer(a.tokenizer))
     write_ids(ids, a.out)
-    print(f"{a.out}: {len(ids)} token ids from {n} records (sha {fingerprint(ids)})")
+    print(f"{a.out}: {len(ids)} token ids from {len(records)} records (sha {fingerprint(ids)})")
 
 
 if __name__ == "__main__":

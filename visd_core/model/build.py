@@ -22,6 +22,7 @@ from transformers import Qwen2_5_VLConfig
 from visd_core.config import Model as ModelCfg
 from visd_core.model.policy import ENDOFTEXT_ID, IM_END_ID, Qwen2_5_VLPolicy
 from visd_core.parallel import Dist, shard_model
+from visd_core.vocab_subset import SubsetTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,7 @@ def tiny_config(m: ModelCfg, tok=None) -> Qwen2_5_VLConfig:
     if m.vision_hidden_size % m.vision_heads or (m.vision_hidden_size // m.vision_heads) % 4:
         raise ValueError(f"model: vision head size {m.vision_hidden_size}/{m.vision_heads} must be a multiple of 4 "
                          "(2-D rotary embedding)")
-    subset = tok is not None and hasattr(tok, "to_token_ids")
-    if subset:
+    if isinstance(tok, SubsetTokenizer):
         vocab, bos, eos = tok.model_vocab_size, tok.endoftext, tok.im_end
         special = dict(image_token_id=tok.image_pad, video_token_id=tok.video_pad,
                        vision_start_token_id=tok.vision_start, vision_end_token_id=tok.vision_end)
